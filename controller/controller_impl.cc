@@ -1,0 +1,700 @@
+#include "controller/controller_impl.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "controller/verify.h"
+#include "proto/base/logging.h"
+#include "proto/base/status_macros.h"
+
+namespace colo {
+namespace controller {
+
+const char* const kAllTags[3] = {"weights", "kv_cache", "cuda_graph"};
+
+namespace {
+
+using ::colo::v1::FAILED;
+using ::colo::v1::KV_RESUMING;
+using ::colo::v1::PAUSED_FOR_UPDATE;
+using ::colo::v1::RELEASING;
+using ::colo::v1::ROLLOUT;
+using ::colo::v1::TRAINING;
+using ::colo::v1::WEIGHT_SYNC;
+using ::colo::v1::WEIGHTS_RESUMING;
+
+constexpr char kPrepareTraining[] = "PrepareTraining";
+constexpr char kBeginWeightSync[] = "BeginWeightSync";
+constexpr char kFinishWeightSync[] = "FinishWeightSync";
+constexpr char kPauseForUpdate[] = "PauseForUpdate";
+constexpr char kResumeAfterUpdate[] = "ResumeAfterUpdate";
+constexpr char kRecover[] = "Recover";
+
+absl::Status ValidateMode(const std::string& mode) {
+  if (mode == "abort" || mode == "retract" || mode == "in_place") return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("pause mode '", mode, "' is not one of abort, retract, in_place"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ControllerImpl>> ControllerImpl::Create(
+    const Options& options, std::vector<std::unique_ptr<EngineClient>> engines,
+    std::unique_ptr<Journal> journal) {
+  if (engines.empty())
+    return absl::InvalidArgumentError("the controller needs at least one engine");
+  if (!(options.verify_fraction > 0.0 && options.verify_fraction <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("verify_fraction must be in (0, 1], got ", options.verify_fraction));
+  }
+  if (options.health_failures_to_lose < 1) {
+    return absl::InvalidArgumentError("health_failures_to_lose must be >= 1");
+  }
+  if (options.weight_sync_backend != "gloo" && options.weight_sync_backend != "nccl") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "weight_sync_backend must be gloo or nccl, got '", options.weight_sync_backend, "'"));
+  }
+  std::unique_ptr<ControllerImpl> impl(
+      new ControllerImpl(options, std::move(engines), std::move(journal)));
+  impl->ReplayAndReconcile();
+  impl->StartHealthWatch();
+  return impl;
+}
+
+ControllerImpl::ControllerImpl(const Options& options,
+                               std::vector<std::unique_ptr<EngineClient>> engines,
+                               std::unique_ptr<Journal> journal)
+    : options_(options), engines_(std::move(engines)) {
+  absl::MutexLock lock(&mu_);
+  journal_ = std::move(journal);
+  views_.resize(engines_.size());
+  phase_since_ = absl::Now();
+}
+
+ControllerImpl::~ControllerImpl() { Shutdown(); }
+
+void ControllerImpl::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_ && health_threads_.empty()) return;
+    shutdown_ = true;
+    ++version_;
+  }
+  for (std::thread& t : health_threads_) t.join();
+  health_threads_.clear();
+}
+
+// --- Journal replay and restart reconciliation ----------------------------------
+
+void ControllerImpl::ReplayAndReconcile() {
+  absl::MutexLock transition(&transition_mu_);
+  Phase interrupted = ROLLOUT;
+  std::string op;
+  int64_t epoch = 0;
+  bool replayed = false;
+  {
+    absl::MutexLock lock(&mu_);
+    replayed = journal_ != nullptr && !journal_->replayed().empty();
+  }
+  for (size_t i = 0; i < engines_.size(); ++i) RecordInfo(i, engines_[i]->GetServerInfo());
+  if (!replayed) return;
+  {
+    absl::MutexLock lock(&mu_);
+    const auto& records = journal_->replayed();
+    const ::colo::v1::JournalRecord& last = records.back();
+    phase_ = last.phase() == ::colo::v1::PHASE_UNSPECIFIED ? ROLLOUT : last.phase();
+    step_ = last.step();
+    reason_ = last.reason();
+    pause_mode_ = last.pause_mode();
+    phase_since_ = last.time_us() > 0 ? absl::FromUnixMicros(last.time_us()) : absl::Now();
+    for (const auto& record : records) {
+      if (record.step() == step_ && record.completed()) completed_ops_.insert(record.op());
+    }
+    interrupted = phase_;
+    op = last.op();
+    epoch = fail_epoch_;
+    COLO_LOG(INFO) << "journal " << journal_->path() << ": replayed " << records.size()
+                   << " records; node is in " << PhaseName(phase_) << " at step " << step_
+                   << (reason_.empty() ? "" : absl::StrCat(" (", reason_, ")"));
+  }
+  if (IsStablePhase(interrupted)) return;
+
+  COLO_LOG(WARNING) << "controller restarted in " << PhaseName(interrupted) << " (" << op
+                    << "); finishing the transition";
+  absl::Status result;
+  Phase next = ROLLOUT;
+  switch (interrupted) {
+    case RELEASING: {
+      std::string mode;
+      {
+        absl::MutexLock lock(&mu_);
+        mode = pause_mode_.empty() ? "retract" : pause_mode_;
+      }
+      result = PauseAndRelease(mode, epoch);
+      next = TRAINING;
+      break;
+    }
+    case WEIGHTS_RESUMING:
+      result = ResumeAndVerify({"weights"}, epoch);
+      next = WEIGHT_SYNC;
+      break;
+    case KV_RESUMING:
+      result = ResumeAndVerify({"kv_cache", "cuda_graph"}, epoch);
+      if (result.ok()) result = ContinueAll(epoch);
+      next = ROLLOUT;
+      break;
+    default:
+      return;
+  }
+  absl::MutexLock lock(&mu_);
+  if (!result.ok()) {
+    FailLocked("RestartRecovery",
+               absl::StrCat("after a controller restart in ", PhaseName(interrupted),
+                            ", finishing ", op, " failed: ", result.message()));
+    return;
+  }
+  absl::Status moved = SetPhaseLocked(next, op, /*completed=*/true,
+                                      absl::StrCat("finished ", op, " after a controller restart"));
+  if (!moved.ok()) {
+    FailLocked("RestartRecovery", std::string(moved.message()));
+    return;
+  }
+  completed_ops_.insert(op);
+}
+
+// --- Health watch -------------------------------------------------------------------
+
+void ControllerImpl::StartHealthWatch() {
+  if (options_.health_interval <= absl::ZeroDuration()) return;
+  for (size_t i = 0; i < engines_.size(); ++i) {
+    health_threads_.emplace_back([this, i] { HealthLoop(i); });
+  }
+}
+
+void ControllerImpl::HealthLoop(size_t index) {
+  EngineClient& engine = *engines_[index];
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&shutdown_), options_.health_interval);
+      if (shutdown_) return;
+    }
+    absl::Status probe = engine.Probe();
+    bool lost = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutdown_) return;
+      EngineView& view = views_[index];
+      if (probe.ok()) {
+        view.failed_probes = 0;
+        if (!view.healthy) {
+          COLO_LOG(INFO) << "engine " << engine.address() << " answers again";
+          view.healthy = true;
+          view.last_error.clear();
+          ++version_;
+        }
+        continue;
+      }
+      ++view.failed_probes;
+      view.last_error = std::string(probe.message());
+      if (view.healthy && view.failed_probes >= options_.health_failures_to_lose) {
+        view.healthy = false;
+        ++version_;
+        const std::string reason = absl::StrCat(
+            "engine ", engine.address(), " lost: ", view.failed_probes,
+            " consecutive health probes failed, last: ", absl::StatusCodeToString(probe.code()),
+            ": ", probe.message());
+        COLO_LOG(ERROR) << reason;
+        if (phase_ != FAILED) FailLocked("EngineLost", reason);
+        lost = true;
+      }
+    }
+    if (lost) {
+      // Pending trainer calls stop waiting on engines now.
+      for (const auto& e : engines_) e->CancelPending();
+    }
+  }
+}
+
+// --- State helpers -------------------------------------------------------------------
+
+absl::StatusOr<bool> ControllerImpl::CheckStepLocked(const char* op, int64_t step, bool new_cycle,
+                                                     Phase required) const {
+  if (step < 0)
+    return absl::InvalidArgumentError(absl::StrCat(op, ": step must be >= 0, got ", step));
+  if (step == step_ && completed_ops_.contains(op)) return true;
+  if (step < step_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(op, " step ", step, " is older than the node's step ", step_));
+  }
+  if (!new_cycle && step != step_ && phase_ == required) {
+    // Mid-cycle; in any other phase RequirePhase names the phases instead.
+    return absl::FailedPreconditionError(absl::StrCat(
+        op, " step ", step, " does not match the cycle in progress (step ", step_, ")"));
+  }
+  return false;
+}
+
+absl::Status ControllerImpl::SetPhaseLocked(Phase to, const std::string& op, bool completed,
+                                            const std::string& reason) {
+  RETURN_IF_ERROR(CheckTransition(phase_, to));
+  const absl::Time now = absl::Now();
+  if (journal_ != nullptr) {
+    ::colo::v1::JournalRecord record;
+    record.set_phase(to);
+    record.set_step(step_);
+    record.set_reason(reason);
+    record.set_op(op);
+    record.set_completed(completed);
+    record.set_pause_mode(pause_mode_);
+    record.set_time_us(absl::ToUnixMicros(now));
+    absl::Status written = journal_->Append(record);
+    if (!written.ok()) {
+      COLO_LOG(ERROR) << "journal append failed: " << written;
+      if (to != FAILED) return written;
+    }
+  }
+  ::colo::v1::PhaseDuration duration;
+  duration.set_phase(phase_);
+  duration.set_duration_us(absl::ToInt64Microseconds(now - phase_since_));
+  duration.set_step(step_);
+  recent_.push_back(duration);
+  while (static_cast<int>(recent_.size()) > options_.max_recent_phases) recent_.pop_front();
+  COLO_LOG(INFO) << "step " << step_ << ": " << PhaseName(phase_) << " -> " << PhaseName(to) << " ("
+                 << op << ", " << absl::FormatDuration(now - phase_since_) << " in "
+                 << PhaseName(phase_) << ")" << (reason.empty() ? "" : absl::StrCat(": ", reason));
+  phase_ = to;
+  phase_since_ = now;
+  reason_ = reason;
+  if (to == FAILED) ++fail_epoch_;
+  ++version_;
+  return absl::OkStatus();
+}
+
+void ControllerImpl::FailLocked(const std::string& op, const std::string& reason) {
+  if (phase_ == FAILED) return;
+  absl::Status moved = SetPhaseLocked(FAILED, op, /*completed=*/false, reason);
+  if (!moved.ok()) COLO_LOG(ERROR) << "cannot enter FAILED: " << moved;
+}
+
+absl::Status ControllerImpl::CheckNotLost(int64_t epoch) const {
+  absl::MutexLock lock(&mu_);
+  if (fail_epoch_ != epoch) {
+    return absl::UnavailableError(absl::StrCat("node failed during the call: ", reason_));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::CompleteTransition(
+    const char* op, absl::Status result, Phase next, int64_t epoch) {
+  absl::MutexLock lock(&mu_);
+  if (fail_epoch_ != epoch) {
+    return absl::UnavailableError(
+        absl::StrCat(op, " step ", step_, " interrupted: ", reason_, "; node is FAILED"));
+  }
+  if (!result.ok()) {
+    const std::string reason = absl::StrCat(op, " step ", step_, " failed: ", result.message());
+    FailLocked(op, reason);
+    return absl::Status(result.code(), absl::StrCat(reason, "; node is FAILED"));
+  }
+  absl::Status moved = SetPhaseLocked(next, op, /*completed=*/true, "");
+  if (!moved.ok()) {
+    FailLocked(op, absl::StrCat(op, ": ", moved.message()));
+    return moved;
+  }
+  completed_ops_.insert(op);
+  return ResponseLocked(false);
+}
+
+::colo::v1::NodeState ControllerImpl::StateLocked() const {
+  ::colo::v1::NodeState state;
+  state.set_phase(phase_);
+  state.set_step(step_);
+  state.set_reason(reason_);
+  state.set_phase_since_us(absl::ToUnixMicros(phase_since_));
+  for (size_t i = 0; i < engines_.size(); ++i) {
+    const EngineView& view = views_[i];
+    ::colo::v1::EngineState* e = state.add_engines();
+    e->set_address(engines_[i]->address());
+    e->set_healthy(view.healthy);
+    e->set_engine_state(view.info.state());
+    e->set_weight_version(view.info.weight_version());
+    *e->mutable_released_tags() = view.info.released_tags();
+    *e->mutable_memory() = view.memory;
+    e->set_last_error(view.last_error);
+  }
+  for (const auto& d : recent_) *state.add_recent_phases() = d;
+  return state;
+}
+
+::colo::v1::TransitionResponse ControllerImpl::ResponseLocked(bool replayed) const {
+  ::colo::v1::TransitionResponse response;
+  *response.mutable_state() = StateLocked();
+  response.set_replayed(replayed);
+  return response;
+}
+
+void ControllerImpl::RecordMemory(size_t index, const ::colo::v1::MemoryInfo& memory) {
+  absl::MutexLock lock(&mu_);
+  views_[index].memory = memory;
+}
+
+void ControllerImpl::RecordInfo(size_t index,
+                                const absl::StatusOr<::colo::v1::GetServerInfoResponse>& info) {
+  absl::MutexLock lock(&mu_);
+  if (info.ok()) {
+    views_[index].info = *info;
+  } else {
+    views_[index].last_error = std::string(info.status().message());
+  }
+}
+
+// --- Engine work -----------------------------------------------------------------------
+
+absl::Status ControllerImpl::ForEachEngine(const std::function<absl::Status(size_t)>& fn) {
+  std::vector<absl::Status> results(engines_.size());
+  if (engines_.size() == 1) {
+    results[0] = fn(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < engines_.size(); ++i) {
+      threads.emplace_back([&results, &fn, i] { results[i] = fn(i); });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  absl::Status first;
+  std::vector<std::string> messages;
+  for (const absl::Status& s : results) {
+    if (s.ok()) continue;
+    if (first.ok()) first = s;
+    messages.emplace_back(s.message());
+  }
+  if (first.ok()) return first;
+  return absl::Status(first.code(), absl::StrJoin(messages, "; "));
+}
+
+absl::Status ControllerImpl::PauseAndRelease(const std::string& mode, int64_t epoch) {
+  const std::vector<std::string> tags(std::begin(kAllTags), std::end(kAllTags));
+  return ForEachEngine([&](size_t i) -> absl::Status {
+    EngineClient& engine = *engines_[i];
+    ASSIGN_OR_RETURN(auto paused, engine.PauseGeneration(mode));
+    RETURN_IF_ERROR(CheckNotLost(epoch));
+    ReleaseEvidence evidence;
+    evidence.address = engine.address();
+    evidence.tags = tags;
+    ASSIGN_OR_RETURN(auto before, engine.GetMemoryInfo());
+    evidence.before = before.memory();
+    RETURN_IF_ERROR(CheckNotLost(epoch));
+    ASSIGN_OR_RETURN(evidence.release, engine.ReleaseTags(tags));
+    ASSIGN_OR_RETURN(auto after, engine.GetMemoryInfo());
+    evidence.after = after.memory();
+    RecordMemory(i, evidence.after);
+    absl::Status verified = VerifyRelease(evidence, options_.verify_fraction);
+    if (!verified.ok()) {
+      absl::MutexLock lock(&mu_);
+      ++verification_failures_;
+      return verified;
+    }
+    COLO_LOG(INFO) << "engine " << engine.address() << ": paused (" << mode << ", "
+                   << paused.num_aborted() << " aborted, " << paused.num_retracted()
+                   << " retracted, " << paused.num_kept() << " kept), released "
+                   << ObservedFreedBytes(evidence) << " bytes (verified)";
+    return absl::OkStatus();
+  });
+}
+
+absl::Status ControllerImpl::ResumeAndVerify(const std::vector<std::string>& tags, int64_t epoch) {
+  return ForEachEngine([&](size_t i) -> absl::Status {
+    EngineClient& engine = *engines_[i];
+    RETURN_IF_ERROR(CheckNotLost(epoch));
+    ASSIGN_OR_RETURN(auto resumed, engine.ResumeTags(tags));
+    ASSIGN_OR_RETURN(auto after, engine.GetMemoryInfo());
+    RecordMemory(i, after.memory());
+    RETURN_IF_ERROR(VerifyResumed(engine.address(), tags, after.memory()));
+    COLO_LOG(INFO) << "engine " << engine.address() << ": resumed " << absl::StrJoin(tags, ",")
+                   << " (device free " << resumed.device_free_bytes_before() << " -> "
+                   << resumed.device_free_bytes_after() << ")";
+    return absl::OkStatus();
+  });
+}
+
+absl::Status ControllerImpl::ContinueAll(int64_t epoch) {
+  return ForEachEngine([&](size_t i) -> absl::Status {
+    EngineClient& engine = *engines_[i];
+    RETURN_IF_ERROR(CheckNotLost(epoch));
+    ASSIGN_OR_RETURN(auto continued, engine.ContinueGeneration(/*torch_empty_cache=*/true));
+    COLO_LOG(INFO) << "engine " << engine.address() << ": continued, caching allocator reserved "
+                   << continued.reserved_bytes_before() << " -> "
+                   << continued.reserved_bytes_after() << " bytes";
+    return absl::OkStatus();
+  });
+}
+
+// --- Trainer transitions --------------------------------------------------------------
+
+absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::PrepareTraining(
+    const ::colo::v1::PrepareTrainingRequest& request) {
+  const std::string mode = request.pause_mode().empty() ? "retract" : request.pause_mode();
+  RETURN_IF_ERROR(ValidateMode(mode));
+  absl::MutexLock transition(&transition_mu_);
+  int64_t epoch;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(bool replay, CheckStepLocked(kPrepareTraining, request.step(), true, ROLLOUT));
+    if (replay) return ResponseLocked(true);
+    RETURN_IF_ERROR(RequirePhase(kPrepareTraining, ROLLOUT, phase_, reason_));
+    if (request.step() != step_) completed_ops_.clear();
+    step_ = request.step();
+    pause_mode_ = mode;
+    RETURN_IF_ERROR(SetPhaseLocked(RELEASING, kPrepareTraining, false, ""));
+    epoch = fail_epoch_;
+  }
+  return CompleteTransition(kPrepareTraining, PauseAndRelease(mode, epoch), TRAINING, epoch);
+}
+
+::colo::v1::BeginWeightSyncResponse ControllerImpl::WeightSyncResponseLocked(bool replayed) const {
+  ::colo::v1::BeginWeightSyncResponse response;
+  *response.mutable_state() = StateLocked();
+  ::colo::v1::WeightSyncGroup* group = response.mutable_group();
+  group->set_group_name(options_.weight_sync_group_name);
+  group->set_backend(options_.weight_sync_backend);
+  group->set_master_address(options_.weight_sync_master_address);
+  group->set_master_port(options_.weight_sync_master_port);
+  group->set_world_size(static_cast<int32_t>(engines_.size()) + 1);
+  for (size_t i = 0; i < engines_.size(); ++i) {
+    ::colo::v1::EngineEndpoint* endpoint = response.add_engines();
+    endpoint->set_address(engines_[i]->address());
+    endpoint->set_rank(static_cast<int32_t>(i) + 1);
+  }
+  (void)replayed;
+  return response;
+}
+
+absl::StatusOr<::colo::v1::BeginWeightSyncResponse> ControllerImpl::BeginWeightSync(
+    const ::colo::v1::BeginWeightSyncRequest& request) {
+  absl::MutexLock transition(&transition_mu_);
+  int64_t epoch;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(bool replay,
+                     CheckStepLocked(kBeginWeightSync, request.step(), false, TRAINING));
+    if (replay) return WeightSyncResponseLocked(true);
+    RETURN_IF_ERROR(RequirePhase(kBeginWeightSync, TRAINING, phase_, reason_));
+    RETURN_IF_ERROR(SetPhaseLocked(WEIGHTS_RESUMING, kBeginWeightSync, false, ""));
+    epoch = fail_epoch_;
+  }
+  ASSIGN_OR_RETURN(auto done,
+                   CompleteTransition(kBeginWeightSync, ResumeAndVerify({"weights"}, epoch),
+                                      WEIGHT_SYNC, epoch));
+  (void)done;
+  absl::MutexLock lock(&mu_);
+  return WeightSyncResponseLocked(false);
+}
+
+absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::FinishWeightSync(
+    const ::colo::v1::FinishWeightSyncRequest& request) {
+  absl::MutexLock transition(&transition_mu_);
+  int64_t epoch;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(bool replay,
+                     CheckStepLocked(kFinishWeightSync, request.step(), false, WEIGHT_SYNC));
+    if (replay) return ResponseLocked(true);
+    RETURN_IF_ERROR(RequirePhase(kFinishWeightSync, WEIGHT_SYNC, phase_, reason_));
+    if (!request.trainer_weights_freed()) {
+      return absl::FailedPreconditionError(
+          "FinishWeightSync needs trainer_weights_freed=true: resuming kv_cache while the "
+          "trainer still holds its weights raises the peak to trainer weights + engine weights "
+          "+ KV cache; free the trainer's copy first");
+    }
+    RETURN_IF_ERROR(SetPhaseLocked(KV_RESUMING, kFinishWeightSync, false, ""));
+    epoch = fail_epoch_;
+  }
+  absl::Status result = ResumeAndVerify({"kv_cache", "cuda_graph"}, epoch);
+  if (result.ok()) result = ContinueAll(epoch);
+  return CompleteTransition(kFinishWeightSync, result, ROLLOUT, epoch);
+}
+
+absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::PauseForUpdate(
+    const ::colo::v1::PauseForUpdateRequest& request) {
+  const std::string mode = request.mode().empty() ? "in_place" : request.mode();
+  RETURN_IF_ERROR(ValidateMode(mode));
+  absl::MutexLock transition(&transition_mu_);
+  int64_t epoch;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(bool replay, CheckStepLocked(kPauseForUpdate, request.step(), true, ROLLOUT));
+    if (replay) return ResponseLocked(true);
+    RETURN_IF_ERROR(RequirePhase(kPauseForUpdate, ROLLOUT, phase_, reason_));
+    if (request.step() != step_) completed_ops_.clear();
+    step_ = request.step();
+    pause_mode_ = mode;
+    epoch = fail_epoch_;
+  }
+  absl::Status result = ForEachEngine([&](size_t i) -> absl::Status {
+    RETURN_IF_ERROR(CheckNotLost(epoch));
+    return engines_[i]->PauseGeneration(mode).status();
+  });
+  return CompleteTransition(kPauseForUpdate, result, PAUSED_FOR_UPDATE, epoch);
+}
+
+absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::ResumeAfterUpdate(
+    const ::colo::v1::ResumeAfterUpdateRequest& request) {
+  absl::MutexLock transition(&transition_mu_);
+  int64_t epoch;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(bool replay,
+                     CheckStepLocked(kResumeAfterUpdate, request.step(), false, PAUSED_FOR_UPDATE));
+    if (replay) return ResponseLocked(true);
+    RETURN_IF_ERROR(RequirePhase(kResumeAfterUpdate, PAUSED_FOR_UPDATE, phase_, reason_));
+    epoch = fail_epoch_;
+  }
+  return CompleteTransition(kResumeAfterUpdate, ContinueAll(epoch), ROLLOUT, epoch);
+}
+
+absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::Recover() {
+  absl::MutexLock transition(&transition_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ == ROLLOUT) return ResponseLocked(true);
+    RETURN_IF_ERROR(RequirePhase(kRecover, FAILED, phase_));
+  }
+  absl::Status result = ForEachEngine([&](size_t i) -> absl::Status {
+    EngineClient& engine = *engines_[i];
+    absl::StatusOr<::colo::v1::GetServerInfoResponse> info = engine.GetServerInfo();
+    RecordInfo(i, info);
+    RETURN_IF_ERROR(info.status());
+    std::vector<std::string> released(info->released_tags().begin(), info->released_tags().end());
+    if (!released.empty()) {
+      // Weights first, then the rest, as in the cycle.
+      std::stable_sort(released.begin(), released.end(),
+                       [](const std::string& a, const std::string& b) {
+                         return a == "weights" && b != "weights";
+                       });
+      RETURN_IF_ERROR(engine.ResumeTags(released).status());
+      ASSIGN_OR_RETURN(auto after, engine.GetMemoryInfo());
+      RecordMemory(i, after.memory());
+      RETURN_IF_ERROR(VerifyResumed(engine.address(), released, after.memory()));
+    }
+    if (!released.empty() || info->state() != "serving") {
+      RETURN_IF_ERROR(engine.ContinueGeneration(/*torch_empty_cache=*/true).status());
+    }
+    RecordInfo(i, engine.GetServerInfo());
+    return absl::OkStatus();
+  });
+  absl::MutexLock lock(&mu_);
+  if (!result.ok()) {
+    reason_ = absl::StrCat("Recover failed: ", result.message());
+    ++version_;
+    return absl::Status(result.code(), absl::StrCat(reason_, "; node stays FAILED"));
+  }
+  for (EngineView& view : views_) {
+    view.healthy = true;
+    view.failed_probes = 0;
+    view.last_error.clear();
+  }
+  RETURN_IF_ERROR(SetPhaseLocked(ROLLOUT, kRecover, /*completed=*/false, ""));
+  return ResponseLocked(false);
+}
+
+// --- Reads ------------------------------------------------------------------------------
+
+::colo::v1::NodeState ControllerImpl::GetState(bool include_memory) {
+  if (include_memory) {
+    ForEachEngine([&](size_t i) -> absl::Status {
+      absl::StatusOr<::colo::v1::GetMemoryInfoResponse> memory = engines_[i]->GetMemoryInfo();
+      if (memory.ok()) {
+        RecordMemory(i, memory->memory());
+      } else {
+        absl::MutexLock lock(&mu_);
+        views_[i].last_error = std::string(memory.status().message());
+      }
+      RecordInfo(i, engines_[i]->GetServerInfo());
+      return absl::OkStatus();
+    }).IgnoreError();
+  }
+  absl::MutexLock lock(&mu_);
+  return StateLocked();
+}
+
+::colo::v1::NodeState ControllerImpl::Snapshot(uint64_t* version) const {
+  absl::MutexLock lock(&mu_);
+  if (version != nullptr) *version = version_;
+  return StateLocked();
+}
+
+bool ControllerImpl::WaitForChange(uint64_t seen, absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto changed = [this, seen]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_ || version_ != seen; };
+  mu_.AwaitWithDeadline(absl::Condition(&changed), deadline);
+  return !shutdown_;
+}
+
+::colo::v1::ListEnginesResponse ControllerImpl::ListEngines() {
+  ForEachEngine([&](size_t i) -> absl::Status {
+    RecordInfo(i, engines_[i]->GetServerInfo());
+    return absl::OkStatus();
+  }).IgnoreError();
+  absl::MutexLock lock(&mu_);
+  ::colo::v1::ListEnginesResponse response;
+  *response.mutable_engines() = StateLocked().engines();
+  return response;
+}
+
+int64_t ControllerImpl::verification_failures() const {
+  absl::MutexLock lock(&mu_);
+  return verification_failures_;
+}
+
+// --- Operator fan-outs -------------------------------------------------------------------
+
+::colo::v1::FanOutResponse ControllerImpl::FanOut(
+    const std::function<absl::Status(size_t, ::colo::v1::EngineResult*)>& fn) {
+  absl::MutexLock transition(&transition_mu_);
+  ::colo::v1::FanOutResponse response;
+  for (const auto& engine : engines_) response.add_results()->set_address(engine->address());
+  ForEachEngine([&](size_t i) -> absl::Status {
+    ::colo::v1::EngineResult* result = response.mutable_results(static_cast<int>(i));
+    absl::Status status = fn(i, result);
+    result->set_code(static_cast<int32_t>(status.code()));
+    result->set_message(std::string(status.message()));
+    return absl::OkStatus();
+  }).IgnoreError();
+  return response;
+}
+
+::colo::v1::FanOutResponse ControllerImpl::ReleaseTags(const std::vector<std::string>& tags) {
+  return FanOut([&](size_t i, ::colo::v1::EngineResult* result) -> absl::Status {
+    ASSIGN_OR_RETURN(*result->mutable_release(), engines_[i]->ReleaseTags(tags));
+    return absl::OkStatus();
+  });
+}
+
+::colo::v1::FanOutResponse ControllerImpl::ResumeTags(const std::vector<std::string>& tags) {
+  return FanOut([&](size_t i, ::colo::v1::EngineResult* result) -> absl::Status {
+    ASSIGN_OR_RETURN(*result->mutable_resume(), engines_[i]->ResumeTags(tags));
+    return absl::OkStatus();
+  });
+}
+
+::colo::v1::FanOutResponse ControllerImpl::PauseGeneration(const std::string& mode) {
+  return FanOut([&](size_t i, ::colo::v1::EngineResult* result) -> absl::Status {
+    ASSIGN_OR_RETURN(*result->mutable_pause(), engines_[i]->PauseGeneration(mode));
+    return absl::OkStatus();
+  });
+}
+
+::colo::v1::FanOutResponse ControllerImpl::ContinueGeneration(bool torch_empty_cache) {
+  return FanOut([&](size_t i, ::colo::v1::EngineResult* result) -> absl::Status {
+    ASSIGN_OR_RETURN(*result->mutable_continue_generation(),
+                     engines_[i]->ContinueGeneration(torch_empty_cache));
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace controller
+}  // namespace colo

@@ -1,0 +1,208 @@
+// The per-node memory controller: runs the colocated cycle of DESIGN.md over
+// every engine of the node, verifies every release, journals each transition
+// before acknowledging it, reconciles a half-done transition after a restart,
+// and watches engine health.
+//
+// Trainer calls carry the RL step and are idempotent: a retry of an operation
+// already completed for the node's current step returns the current state
+// with replayed = true and touches no engine. Errors:
+//   INVALID_ARGUMENT     bad step or pause mode;
+//   FAILED_PRECONDITION  wrong phase ("FinishWeightSync needs phase
+//                        WEIGHT_SYNC, node is in ROLLOUT"), stale step,
+//                        trainer_weights_freed not set;
+//   ABORTED              a release/resume did not verify (node -> FAILED);
+//   UNAVAILABLE          an engine was lost during the call (node -> FAILED);
+//   engine errors        passed through with the engine address and method
+//                        (node -> FAILED), e.g. UNIMPLEMENTED;
+//   INTERNAL             the journal could not be written.
+//
+// Thread-safe. Trainer transitions and operator fan-outs are serialised by
+// transition_mu_; state reads (GetState, Watch) never wait for engine calls.
+#ifndef COLO_CONTROLLER_CONTROLLER_IMPL_H_
+#define COLO_CONTROLLER_CONTROLLER_IMPL_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "colo/v1/controller.pb.h"
+#include "controller/engine_client.h"
+#include "controller/journal.h"
+#include "controller/phase.h"
+
+namespace colo {
+namespace controller {
+
+// The tags of the colocated cycle.
+extern const char* const kAllTags[3];
+
+class ControllerImpl {
+ public:
+  struct Options {
+    // A release must free at least this fraction of the bytes the engine
+    // reported for the released tags (--verify_fraction).
+    double verify_fraction = 0.95;
+    // Returned by BeginWeightSync (world_size is 1 + number of engines; the
+    // trainer is rank 0, engine i has rank 1 + i).
+    std::string weight_sync_backend = "gloo";
+    std::string weight_sync_master_address = "127.0.0.1";
+    int weight_sync_master_port = 29500;
+    std::string weight_sync_group_name = "colo_weight_sync";
+    // Period of each engine's health probe; zero disables the watch.
+    absl::Duration health_interval = absl::Seconds(1);
+    // Consecutive failed probes after which an engine is lost.
+    int health_failures_to_lose = 2;
+    // Length of NodeState.recent_phases.
+    int max_recent_phases = 32;
+  };
+
+  // Takes ownership of the clients (one per engine, in rank order) and of
+  // the journal (may be null: nothing is persisted). Replays the journal,
+  // queries every engine, finishes a transition a crash interrupted, and
+  // starts the health watch. A failed reconciliation leaves the node FAILED
+  // (it does not fail Create). INVALID_ARGUMENT for bad options or no engines.
+  static absl::StatusOr<std::unique_ptr<ControllerImpl>> Create(
+      const Options& options, std::vector<std::unique_ptr<EngineClient>> engines,
+      std::unique_ptr<Journal> journal);
+  ~ControllerImpl();
+  ControllerImpl(const ControllerImpl&) = delete;
+  ControllerImpl& operator=(const ControllerImpl&) = delete;
+
+  // --- Trainer-facing transitions --------------------------------------------
+  absl::StatusOr<::colo::v1::TransitionResponse> PrepareTraining(
+      const ::colo::v1::PrepareTrainingRequest& request) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+  absl::StatusOr<::colo::v1::BeginWeightSyncResponse> BeginWeightSync(
+      const ::colo::v1::BeginWeightSyncRequest& request) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+  absl::StatusOr<::colo::v1::TransitionResponse> FinishWeightSync(
+      const ::colo::v1::FinishWeightSyncRequest& request) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+  absl::StatusOr<::colo::v1::TransitionResponse> PauseForUpdate(
+      const ::colo::v1::PauseForUpdateRequest& request) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+  absl::StatusOr<::colo::v1::TransitionResponse> ResumeAfterUpdate(
+      const ::colo::v1::ResumeAfterUpdateRequest& request) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+  absl::StatusOr<::colo::v1::TransitionResponse> Recover() ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+
+  // --- State ---------------------------------------------------------------------
+  // The node state; with include_memory, fetches each engine's memory info
+  // first (engines that fail keep their last known memory and get last_error).
+  ::colo::v1::NodeState GetState(bool include_memory) ABSL_LOCKS_EXCLUDED(mu_);
+  // The node state and its version (bumped on every change).
+  ::colo::v1::NodeState Snapshot(uint64_t* version) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Blocks until the version differs from `seen`, `deadline` passes, or
+  // Shutdown(). Returns false once shut down.
+  bool WaitForChange(uint64_t seen, absl::Time deadline) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Queries every engine's server info (live).
+  ::colo::v1::ListEnginesResponse ListEngines() ABSL_LOCKS_EXCLUDED(mu_);
+  // Releases counted as unverified since start.
+  int64_t verification_failures() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- Operator fan-outs (coloctl); they do not change the phase ---------------
+  ::colo::v1::FanOutResponse ReleaseTags(const std::vector<std::string>& tags)
+      ABSL_LOCKS_EXCLUDED(transition_mu_);
+  ::colo::v1::FanOutResponse ResumeTags(const std::vector<std::string>& tags)
+      ABSL_LOCKS_EXCLUDED(transition_mu_);
+  ::colo::v1::FanOutResponse PauseGeneration(const std::string& mode)
+      ABSL_LOCKS_EXCLUDED(transition_mu_);
+  ::colo::v1::FanOutResponse ContinueGeneration(bool torch_empty_cache)
+      ABSL_LOCKS_EXCLUDED(transition_mu_);
+
+  // Stops the health watch and wakes every waiter. Idempotent.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct EngineView {
+    bool healthy = true;
+    int failed_probes = 0;
+    std::string last_error;
+    ::colo::v1::GetServerInfoResponse info;
+    ::colo::v1::MemoryInfo memory;
+  };
+
+  ControllerImpl(const Options& options, std::vector<std::unique_ptr<EngineClient>> engines,
+                 std::unique_ptr<Journal> journal);
+
+  // Restores the phase from the journal and finishes an interrupted
+  // transition.
+  void ReplayAndReconcile() ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+  void StartHealthWatch();
+  void HealthLoop(size_t index) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Idempotency: true when `op` already completed for `step`. A `new_cycle`
+  // op may start a later step; others must match the step of the cycle in
+  // progress when the node is in their `required` phase.
+  absl::StatusOr<bool> CheckStepLocked(const char* op, int64_t step, bool new_cycle,
+                                       Phase required) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves to `to` (checked), journals it (fsync), records the duration of
+  // the phase left and wakes watchers. INTERNAL if the journal fails (the
+  // phase is then unchanged, except that FAILED is always entered).
+  absl::Status SetPhaseLocked(Phase to, const std::string& op, bool completed,
+                              const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Enters FAILED with `reason` unless already FAILED.
+  void FailLocked(const std::string& op, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a transition that began at `epoch`: FAILED on error (UNAVAILABLE
+  // when the node failed meanwhile because an engine was lost), else `next`.
+  absl::StatusOr<::colo::v1::TransitionResponse> CompleteTransition(const char* op,
+                                                                    absl::Status result, Phase next,
+                                                                    int64_t epoch)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  ::colo::v1::NodeState StateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ::colo::v1::TransitionResponse ResponseLocked(bool replayed) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // UNAVAILABLE when the node failed since `epoch` (engine lost).
+  absl::Status CheckNotLost(int64_t epoch) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Engine work (no lock held; calls run in parallel, one thread per engine).
+  absl::Status ForEachEngine(const std::function<absl::Status(size_t)>& fn);
+  absl::Status PauseAndRelease(const std::string& mode, int64_t epoch);
+  absl::Status ResumeAndVerify(const std::vector<std::string>& tags, int64_t epoch);
+  absl::Status ContinueAll(int64_t epoch);
+  void RecordMemory(size_t index, const ::colo::v1::MemoryInfo& memory) ABSL_LOCKS_EXCLUDED(mu_);
+  void RecordInfo(size_t index, const absl::StatusOr<::colo::v1::GetServerInfoResponse>& info)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  ::colo::v1::FanOutResponse FanOut(
+      const std::function<absl::Status(size_t, ::colo::v1::EngineResult*)>& fn)
+      ABSL_LOCKS_EXCLUDED(transition_mu_);
+  ::colo::v1::BeginWeightSyncResponse WeightSyncResponseLocked(bool replayed) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const Options options_;
+  const std::vector<std::unique_ptr<EngineClient>> engines_;
+
+  // Serialises transitions and fan-outs (held across engine calls).
+  absl::Mutex transition_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+
+  mutable absl::Mutex mu_;
+  std::unique_ptr<Journal> journal_ ABSL_GUARDED_BY(mu_);
+  Phase phase_ ABSL_GUARDED_BY(mu_) = ::colo::v1::ROLLOUT;
+  int64_t step_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string reason_ ABSL_GUARDED_BY(mu_);
+  std::string pause_mode_ ABSL_GUARDED_BY(mu_);
+  absl::Time phase_since_ ABSL_GUARDED_BY(mu_);
+  // Operations completed for step_.
+  absl::flat_hash_set<std::string> completed_ops_ ABSL_GUARDED_BY(mu_);
+  std::deque<::colo::v1::PhaseDuration> recent_ ABSL_GUARDED_BY(mu_);
+  std::vector<EngineView> views_ ABSL_GUARDED_BY(mu_);
+  // Bumped on every entry into FAILED.
+  int64_t fail_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t verification_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::vector<std::thread> health_threads_;
+};
+
+}  // namespace controller
+}  // namespace colo
+
+#endif  // COLO_CONTROLLER_CONTROLLER_IMPL_H_

@@ -1,0 +1,446 @@
+#include "controller/controller_impl.h"
+
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "controller/testing/fake_engine.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/util/status_matchers.h"
+
+namespace colo {
+namespace controller {
+namespace {
+
+using ::colo::v1::FAILED;
+using ::colo::v1::PAUSED_FOR_UPDATE;
+using ::colo::v1::ROLLOUT;
+using ::colo::v1::TRAINING;
+using ::colo::v1::WEIGHT_SYNC;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+::colo::v1::PrepareTrainingRequest Prepare(int64_t step, const std::string& mode = "") {
+  ::colo::v1::PrepareTrainingRequest r;
+  r.set_step(step);
+  r.set_pause_mode(mode);
+  return r;
+}
+::colo::v1::BeginWeightSyncRequest Begin(int64_t step) {
+  ::colo::v1::BeginWeightSyncRequest r;
+  r.set_step(step);
+  return r;
+}
+::colo::v1::FinishWeightSyncRequest Finish(int64_t step, bool freed = true) {
+  ::colo::v1::FinishWeightSyncRequest r;
+  r.set_step(step);
+  r.set_trainer_weights_freed(freed);
+  return r;
+}
+
+class ControllerImplTest : public ::testing::Test {
+ protected:
+  void AddEngine(FakeEngine::Options options) {
+    engines_.push_back(std::make_unique<FakeEngine>(options));
+  }
+
+  absl::StatusOr<std::unique_ptr<ControllerImpl>> Make(ControllerImpl::Options options = {},
+                                                       std::string journal_path = "") {
+    if (engines_.empty()) {
+      AddEngine({.address = "e0:1"});
+      AddEngine({.address = "e1:1"});
+    }
+    std::vector<std::unique_ptr<EngineClient>> clients;
+    for (auto& e : engines_) clients.push_back(std::make_unique<FakeEngineClient>(e.get()));
+    std::unique_ptr<Journal> journal;
+    if (!journal_path.empty()) {
+      auto opened = Journal::Open({.path = journal_path});
+      if (!opened.ok()) return opened.status();
+      journal = std::move(*opened);
+    }
+    if (options.health_interval == absl::Seconds(1)) options.health_interval = absl::ZeroDuration();
+    return ControllerImpl::Create(options, std::move(clients), std::move(journal));
+  }
+
+  static std::string TempJournal(const std::string& name) {
+    std::string path = ::testing::TempDir() + "/" + name;
+    ::unlink(path.c_str());
+    return path;
+  }
+
+  // Waits (bounded) until the node reaches `phase`.
+  static bool WaitForPhase(ControllerImpl& impl, ::colo::v1::Phase phase) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    uint64_t version = 0;
+    while (absl::Now() < deadline) {
+      if (impl.Snapshot(&version).phase() == phase) return true;
+      impl.WaitForChange(version, deadline);
+    }
+    return false;
+  }
+
+  std::vector<std::unique_ptr<FakeEngine>> engines_;
+};
+
+TEST_F(ControllerImplTest, FullColocatedCycle) {
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), ROLLOUT);
+  for (auto& e : engines_) e->ClearCalls();
+
+  ASSERT_OK_AND_ASSIGN(auto prepared, impl->PrepareTraining(Prepare(7, "abort")));
+  EXPECT_FALSE(prepared.replayed());
+  EXPECT_EQ(prepared.state().phase(), TRAINING);
+  EXPECT_EQ(prepared.state().step(), 7);
+  for (auto& e : engines_) {
+    EXPECT_THAT(e->calls(),
+                ElementsAre("PauseGeneration(abort)", "GetMemoryInfo",
+                            "ReleaseTags(weights,kv_cache,cuda_graph)", "GetMemoryInfo"));
+    EXPECT_FALSE(e->tag_resident("weights"));
+    EXPECT_FALSE(e->tag_resident("kv_cache"));
+    EXPECT_FALSE(e->tag_resident("cuda_graph"));
+  }
+  // Per-engine memory after the release is recorded.
+  ASSERT_EQ(prepared.state().engines_size(), 2);
+  EXPECT_EQ(prepared.state().engines(0).memory().tags_size(), 3);
+
+  ASSERT_OK_AND_ASSIGN(auto begun, impl->BeginWeightSync(Begin(7)));
+  EXPECT_EQ(begun.state().phase(), WEIGHT_SYNC);
+  EXPECT_EQ(begun.group().world_size(), 3);
+  EXPECT_EQ(begun.group().backend(), "gloo");
+  ASSERT_EQ(begun.engines_size(), 2);
+  EXPECT_EQ(begun.engines(0).address(), "e0:1");
+  EXPECT_EQ(begun.engines(0).rank(), 1);
+  EXPECT_EQ(begun.engines(1).rank(), 2);
+  for (auto& e : engines_) {
+    // Two-stage resume: weights only.
+    EXPECT_TRUE(e->tag_resident("weights"));
+    EXPECT_FALSE(e->tag_resident("kv_cache"));
+    e->ClearCalls();
+  }
+
+  ASSERT_OK_AND_ASSIGN(auto finished, impl->FinishWeightSync(Finish(7)));
+  EXPECT_EQ(finished.state().phase(), ROLLOUT);
+  for (auto& e : engines_) {
+    EXPECT_THAT(e->calls(), ElementsAre("ResumeTags(kv_cache,cuda_graph)", "GetMemoryInfo",
+                                        "ContinueGeneration(empty)"));
+    EXPECT_TRUE(e->tag_resident("kv_cache"));
+    EXPECT_FALSE(e->paused());
+  }
+  // ROLLOUT, RELEASING, TRAINING, WEIGHTS_RESUMING, WEIGHT_SYNC, KV_RESUMING.
+  ASSERT_EQ(finished.state().recent_phases_size(), 6);
+  EXPECT_EQ(finished.state().recent_phases(1).phase(), ::colo::v1::RELEASING);
+  EXPECT_EQ(finished.state().recent_phases(5).phase(), ::colo::v1::KV_RESUMING);
+  EXPECT_EQ(finished.state().recent_phases(5).step(), 7);
+  EXPECT_EQ(impl->verification_failures(), 0);
+}
+
+TEST_F(ControllerImplTest, OutOfOrderCallsNameBothPhases) {
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  EXPECT_THAT(impl->FinishWeightSync(Finish(1)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("FinishWeightSync needs phase WEIGHT_SYNC, node is in ROLLOUT")));
+  EXPECT_THAT(impl->BeginWeightSync(Begin(0)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("BeginWeightSync needs phase TRAINING, node is in ROLLOUT")));
+  EXPECT_THAT(impl->PrepareTraining(Prepare(1, "sideways")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sideways")));
+  EXPECT_THAT(impl->PrepareTraining(Prepare(-1)), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), ROLLOUT);
+}
+
+TEST_F(ControllerImplTest, FinishNeedsTrainerWeightsFreed) {
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  ASSERT_OK(impl->PrepareTraining(Prepare(1)));
+  ASSERT_OK(impl->BeginWeightSync(Begin(1)));
+  EXPECT_THAT(impl->FinishWeightSync(Finish(1, /*freed=*/false)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("trainer_weights_freed")));
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), WEIGHT_SYNC);
+  EXPECT_FALSE(engines_[0]->tag_resident("kv_cache"));
+  EXPECT_OK(impl->FinishWeightSync(Finish(1)));
+}
+
+TEST_F(ControllerImplTest, RetriesOfACompletedStepAreReplayed) {
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  ASSERT_OK(impl->PrepareTraining(Prepare(3)));
+  engines_[0]->ClearCalls();
+  ASSERT_OK_AND_ASSIGN(auto again, impl->PrepareTraining(Prepare(3)));
+  EXPECT_TRUE(again.replayed());
+  EXPECT_EQ(again.state().phase(), TRAINING);
+  EXPECT_TRUE(engines_[0]->calls().empty());
+
+  ASSERT_OK(impl->BeginWeightSync(Begin(3)));
+  ASSERT_OK_AND_ASSIGN(auto begun_again, impl->BeginWeightSync(Begin(3)));
+  EXPECT_EQ(begun_again.group().world_size(), 3);
+  EXPECT_EQ(begun_again.state().phase(), WEIGHT_SYNC);
+  ASSERT_OK(impl->FinishWeightSync(Finish(3)));
+  ASSERT_OK_AND_ASSIGN(auto finished_again, impl->FinishWeightSync(Finish(3)));
+  EXPECT_TRUE(finished_again.replayed());
+
+  // Stale and mismatched steps.
+  EXPECT_THAT(impl->PrepareTraining(Prepare(2)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("older")));
+  ASSERT_OK(impl->PrepareTraining(Prepare(4)));
+  EXPECT_THAT(impl->BeginWeightSync(Begin(5)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("does not match")));
+}
+
+TEST_F(ControllerImplTest, LyingEngineFailsNamingTheTag) {
+  AddEngine({.address = "honest:1"});
+  AddEngine({.address = "liar:1"});
+  engines_[1]->SetLyingTag("kv_cache", /*hide_in_memory_info=*/false);
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  EXPECT_THAT(impl->PrepareTraining(Prepare(1)),
+              StatusIs(absl::StatusCode::kAborted,
+                       AllOf(HasSubstr("liar:1"), HasSubstr("tag kv_cache still has"))));
+  auto state = impl->Snapshot(nullptr);
+  EXPECT_EQ(state.phase(), FAILED);
+  EXPECT_THAT(state.reason(), AllOf(HasSubstr("liar:1"), HasSubstr("kv_cache")));
+  EXPECT_EQ(impl->verification_failures(), 1);
+}
+
+TEST_F(ControllerImplTest, LyingMemoryInfoIsCaughtByDeviceNumbers) {
+  AddEngine({.address = "liar:1", .kv_cache_bytes = int64_t{40} << 30});
+  engines_[0]->SetLyingTag("kv_cache", /*hide_in_memory_info=*/true);
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  EXPECT_THAT(impl->PrepareTraining(Prepare(1)),
+              StatusIs(absl::StatusCode::kAborted,
+                       AllOf(HasSubstr("liar:1"), HasSubstr("kv_cache (42949672960 bytes)"),
+                             HasSubstr("device free memory changed by only"))));
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), FAILED);
+}
+
+TEST_F(ControllerImplTest, CpuEngineIsVerifiedByRss) {
+  AddEngine({.address = "cpu:1",
+             .device_kind = "cpu",
+             .device_total_bytes = int64_t{64} << 30,
+             .weights_bytes = 1 << 20,
+             .kv_cache_bytes = 4 << 20,
+             .cuda_graph_bytes = 0});
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  ASSERT_OK(impl->PrepareTraining(Prepare(1)));
+  engines_[0]->SetLyingTag("weights", /*hide_in_memory_info=*/true);
+  ASSERT_OK(impl->BeginWeightSync(Begin(1)));
+  ASSERT_OK(impl->FinishWeightSync(Finish(1)));
+  EXPECT_THAT(impl->PrepareTraining(Prepare(2)),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("process RSS changed by only")));
+}
+
+TEST_F(ControllerImplTest, UnimplementedEngineFailsCleanlyAndRecovers) {
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  engines_[1]->FailNext("ReleaseTags", absl::UnimplementedError("ReleaseTags not built yet"));
+  EXPECT_THAT(impl->PrepareTraining(Prepare(1)),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("not built yet")));
+  auto state = impl->Snapshot(nullptr);
+  EXPECT_EQ(state.phase(), FAILED);
+  EXPECT_THAT(state.reason(),
+              AllOf(HasSubstr("PrepareTraining step 1 failed"), HasSubstr("not built yet")));
+  // Trainer calls name the FAILED reason.
+  EXPECT_THAT(impl->PrepareTraining(Prepare(1)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not built yet")));
+
+  // Engine 0 released everything, engine 1 is paused: Recover brings both back.
+  ASSERT_OK_AND_ASSIGN(auto recovered, impl->Recover());
+  EXPECT_FALSE(recovered.replayed());
+  EXPECT_EQ(recovered.state().phase(), ROLLOUT);
+  EXPECT_TRUE(recovered.state().reason().empty());
+  for (auto& e : engines_) {
+    EXPECT_TRUE(e->tag_resident("weights"));
+    EXPECT_TRUE(e->tag_resident("kv_cache"));
+    EXPECT_FALSE(e->paused());
+  }
+  ASSERT_OK_AND_ASSIGN(auto again, impl->Recover());
+  EXPECT_TRUE(again.replayed());
+  // The same step can now be retried.
+  EXPECT_OK(impl->PrepareTraining(Prepare(1)));
+}
+
+TEST_F(ControllerImplTest, RecoverStaysFailedWhileAnEngineIsDown) {
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  engines_[0]->SetUnavailable(true);
+  EXPECT_THAT(impl->PrepareTraining(Prepare(1)), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(impl->Recover(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("stays FAILED")));
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), FAILED);
+  engines_[0]->SetUnavailable(false);
+  EXPECT_OK(impl->Recover());
+}
+
+TEST_F(ControllerImplTest, PauseForUpdateKeepsMemory) {
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  for (auto& e : engines_) e->ClearCalls();
+  ::colo::v1::PauseForUpdateRequest pause;
+  pause.set_step(2);
+  ASSERT_OK_AND_ASSIGN(auto paused, impl->PauseForUpdate(pause));
+  EXPECT_EQ(paused.state().phase(), PAUSED_FOR_UPDATE);
+  EXPECT_THAT(engines_[0]->calls(), ElementsAre("PauseGeneration(in_place)"));
+  ASSERT_OK_AND_ASSIGN(auto replay, impl->PauseForUpdate(pause));
+  EXPECT_TRUE(replay.replayed());
+  ::colo::v1::ResumeAfterUpdateRequest resume;
+  resume.set_step(2);
+  ASSERT_OK_AND_ASSIGN(auto resumed, impl->ResumeAfterUpdate(resume));
+  EXPECT_EQ(resumed.state().phase(), ROLLOUT);
+  EXPECT_FALSE(engines_[0]->paused());
+  EXPECT_TRUE(engines_[0]->tag_resident("kv_cache"));
+}
+
+TEST_F(ControllerImplTest, JournalSurvivesRestart) {
+  const std::string path = TempJournal("impl_journal_restart");
+  {
+    ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+    ASSERT_OK(impl->PrepareTraining(Prepare(11)));
+  }
+  ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+  auto state = impl->Snapshot(nullptr);
+  EXPECT_EQ(state.phase(), TRAINING);
+  EXPECT_EQ(state.step(), 11);
+  for (auto& e : engines_) e->ClearCalls();
+  ASSERT_OK_AND_ASSIGN(auto replay, impl->PrepareTraining(Prepare(11)));
+  EXPECT_TRUE(replay.replayed());
+  EXPECT_OK(impl->BeginWeightSync(Begin(11)));
+}
+
+TEST_F(ControllerImplTest, RestartInWeightsResumingFinishesTheResume) {
+  const std::string path = TempJournal("impl_journal_weights_resuming");
+  AddEngine({.address = "e0:1"});
+  // The engine is where the crashed controller left it: paused, released.
+  ASSERT_OK(engines_[0]->PauseGeneration("retract").status());
+  ASSERT_OK(engines_[0]->ReleaseTags({}).status());
+  {
+    ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path}));
+    ::colo::v1::JournalRecord r;
+    r.set_step(5);
+    r.set_phase(::colo::v1::RELEASING);
+    r.set_op("PrepareTraining");
+    ASSERT_OK(journal->Append(r));
+    r.set_phase(TRAINING);
+    r.set_completed(true);
+    ASSERT_OK(journal->Append(r));
+    r.set_phase(::colo::v1::WEIGHTS_RESUMING);
+    r.set_op("BeginWeightSync");
+    r.set_completed(false);
+    ASSERT_OK(journal->Append(r));
+  }
+  ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+  auto state = impl->Snapshot(nullptr);
+  EXPECT_EQ(state.phase(), WEIGHT_SYNC);
+  EXPECT_THAT(state.reason(), HasSubstr("after a controller restart"));
+  EXPECT_TRUE(engines_[0]->tag_resident("weights"));
+  EXPECT_FALSE(engines_[0]->tag_resident("kv_cache"));
+  // The trainer's retry of the interrupted call is answered as replayed.
+  ASSERT_OK_AND_ASSIGN(auto begun, impl->BeginWeightSync(Begin(5)));
+  EXPECT_EQ(begun.group().world_size(), 2);
+  ASSERT_OK_AND_ASSIGN(auto finished, impl->FinishWeightSync(Finish(5)));
+  EXPECT_EQ(finished.state().phase(), ROLLOUT);
+}
+
+TEST_F(ControllerImplTest, RestartInReleasingFinishesTheRelease) {
+  const std::string path = TempJournal("impl_journal_releasing");
+  AddEngine({.address = "e0:1"});
+  {
+    ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path}));
+    ::colo::v1::JournalRecord r;
+    r.set_step(2);
+    r.set_phase(::colo::v1::RELEASING);
+    r.set_op("PrepareTraining");
+    r.set_pause_mode("abort");
+    ASSERT_OK(journal->Append(r));
+  }
+  ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), TRAINING);
+  EXPECT_THAT(engines_[0]->calls(), ::testing::Contains("PauseGeneration(abort)"));
+  EXPECT_FALSE(engines_[0]->tag_resident("kv_cache"));
+  ASSERT_OK_AND_ASSIGN(auto replay, impl->PrepareTraining(Prepare(2, "abort")));
+  EXPECT_TRUE(replay.replayed());
+}
+
+TEST_F(ControllerImplTest, RestartRecoveryFailureLeavesNodeFailed) {
+  const std::string path = TempJournal("impl_journal_kv_resuming");
+  AddEngine({.address = "down:1"});
+  engines_[0]->SetUnavailable(true);
+  {
+    ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path}));
+    ::colo::v1::JournalRecord r;
+    r.set_step(9);
+    r.set_phase(::colo::v1::KV_RESUMING);
+    r.set_op("FinishWeightSync");
+    ASSERT_OK(journal->Append(r));
+  }
+  ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+  auto state = impl->Snapshot(nullptr);
+  EXPECT_EQ(state.phase(), FAILED);
+  EXPECT_THAT(state.reason(), AllOf(HasSubstr("KV_RESUMING"), HasSubstr("down:1")));
+}
+
+TEST_F(ControllerImplTest, LostEngineFailsTheNode) {
+  ControllerImpl::Options options;
+  options.health_interval = absl::Milliseconds(5);
+  ASSERT_OK_AND_ASSIGN(auto impl, Make(options));
+  engines_[1]->SetUnavailable(true);
+  ASSERT_TRUE(WaitForPhase(*impl, FAILED));
+  auto state = impl->Snapshot(nullptr);
+  EXPECT_THAT(state.reason(), AllOf(HasSubstr("engine e1:1 lost"), HasSubstr("UNAVAILABLE")));
+  EXPECT_FALSE(state.engines(1).healthy());
+  EXPECT_TRUE(state.engines(0).healthy());
+  EXPECT_THAT(impl->PrepareTraining(Prepare(1)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("e1:1 lost")));
+}
+
+TEST_F(ControllerImplTest, PendingCallGetsUnavailableWhenAnEngineIsLost) {
+  ControllerImpl::Options options;
+  options.health_interval = absl::Milliseconds(5);
+  ASSERT_OK_AND_ASSIGN(auto impl, Make(options));
+  engines_[0]->SetHang(true);
+  absl::StatusOr<::colo::v1::TransitionResponse> result;
+  std::thread trainer([&] { result = impl->PrepareTraining(Prepare(1)); });
+  trainer.join();
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("e0:1 lost")));
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), FAILED);
+  engines_[0]->SetHang(false);
+}
+
+TEST_F(ControllerImplTest, WaitForChangeWakesOnShutdown) {
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  uint64_t version = 0;
+  impl->Snapshot(&version);
+  bool alive = true;
+  std::thread watcher([&] { alive = impl->WaitForChange(version, absl::InfiniteFuture()); });
+  impl->Shutdown();
+  watcher.join();
+  EXPECT_FALSE(alive);
+}
+
+TEST_F(ControllerImplTest, GetStateWithMemoryAndFanOuts) {
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  auto state = impl->GetState(/*include_memory=*/true);
+  ASSERT_EQ(state.engines_size(), 2);
+  EXPECT_EQ(state.engines(0).memory().device().kind(), "cuda");
+  EXPECT_EQ(state.engines(0).engine_state(), "serving");
+
+  auto released = impl->ReleaseTags({"kv_cache"});
+  ASSERT_EQ(released.results_size(), 2);
+  // Release while serving: the engines refuse.
+  EXPECT_EQ(released.results(0).code(), static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  auto paused = impl->PauseGeneration("retract");
+  EXPECT_EQ(paused.results(1).code(), 0);
+  released = impl->ReleaseTags({"kv_cache"});
+  EXPECT_EQ(released.results(0).code(), 0);
+  EXPECT_EQ(released.results(0).release().tags(0).bytes(), int64_t{40} << 30);
+  EXPECT_FALSE(engines_[1]->tag_resident("kv_cache"));
+  auto resumed = impl->ResumeTags({"kv_cache"});
+  EXPECT_EQ(resumed.results(1).code(), 0);
+  auto continued = impl->ContinueGeneration(true);
+  EXPECT_EQ(continued.results(0).code(), 0);
+  EXPECT_FALSE(engines_[0]->paused());
+  auto listed = impl->ListEngines();
+  ASSERT_EQ(listed.engines_size(), 2);
+  EXPECT_EQ(listed.engines(1).address(), "e1:1");
+}
+
+}  // namespace
+}  // namespace controller
+}  // namespace colo
