@@ -1,0 +1,8 @@
+// colo-controller: the per-node memory controller (see controller_main_lib.h).
+#include "controller/controller_main_lib.h"
+#include "proto/base/grpc_server.h"
+
+int main(int argc, char** argv) {
+  colo::BlockTerminationSignals();
+  return colo::controller::RunControllerMain(argc, argv);
+}
