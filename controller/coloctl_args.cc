@@ -13,8 +13,8 @@ namespace {
 
 const std::set<std::string>& Commands() {
   static const auto* const kCommands =
-      new std::set<std::string>{"status", "watch", "engines",  "memory",   "release",
-                                "resume", "pause", "continue", "generate", "cycle"};
+      new std::set<std::string>{"status", "watch",    "engines",  "memory", "release", "resume",
+                                "pause",  "continue", "generate", "cycle",  "recover"};
   return *kCommands;
 }
 
@@ -47,6 +47,7 @@ commands:
   cycle [--pause_mode=M] [--step=N]
                                drive one colocated cycle: PrepareTraining -> BeginWeightSync ->
                                FinishWeightSync(trainer_weights_freed=true); prints a timeline
+  recover                      FAILED -> ROLLOUT: resume released tags, continue (controller)
 
 flags:
   --output=table|json          output format (json: one protobuf JSON object per line)
@@ -176,7 +177,8 @@ absl::StatusOr<ColoctlArgs> ParseColoctlArgs(const std::vector<std::string>& arg
     return Bad("give exactly one of --controller=HOST:PORT or --engine=HOST:PORT");
   }
   const std::string& c = args.command;
-  if ((c == "watch" || c == "engines" || c == "cycle") && args.controller.empty()) {
+  if ((c == "watch" || c == "engines" || c == "cycle" || c == "recover") &&
+      args.controller.empty()) {
     return Bad(absl::StrCat("'", c, "' needs --controller"));
   }
   if ((c == "release" || c == "resume") != have_tags) {

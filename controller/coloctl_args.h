@@ -25,7 +25,7 @@ struct ColoctlArgs {
   // PEM root certificates: use TLS to reach the target.
   std::string tls_ca;
   // status, watch, engines, memory, release, resume, pause, continue,
-  // generate, cycle.
+  // generate, cycle, recover.
   std::string command;
   // release / resume.
   std::vector<std::string> tags;

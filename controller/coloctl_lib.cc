@@ -69,6 +69,7 @@ class Ctl {
   int EngineCommand();
   int Generate();
   int Cycle();
+  int Recover();
 
   void PrintNodeState(const ::colo::v1::NodeState& state) const;
   void PrintEngines(
@@ -504,6 +505,19 @@ int Ctl::Cycle() {
   return 0;
 }
 
+int Ctl::Recover() {
+  ::colo::v1::TransitionResponse response;
+  grpc::Status s = controller_->Recover(Context().get(), {}, &response);
+  if (!s.ok()) return RpcError(s);
+  if (json()) {
+    out_ << Json(response) << "\n";
+  } else {
+    out_ << (response.replayed() ? "node was already in " : "recovered: node is in ")
+         << PhaseName(response.state().phase()) << "\n";
+  }
+  return 0;
+}
+
 int Ctl::Run() {
   if (!Init()) return 2;
   const std::string& c = args_.command;
@@ -513,6 +527,7 @@ int Ctl::Run() {
   if (c == "memory") return Memory();
   if (c == "generate") return Generate();
   if (c == "cycle") return Cycle();
+  if (c == "recover") return Recover();
   return controller_ ? FanOut() : EngineCommand();
 }
 

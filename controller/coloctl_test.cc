@@ -115,6 +115,9 @@ TEST_F(ColoctlTest, RpcErrorsExitOneWithCodeAndMessage) {
   EXPECT_EQ(std::count(error.begin(), error.end(), '\n'), 1);
   ASSERT_EQ(Run({c, "status"}), 0);
   EXPECT_THAT(out_.str(), AllOf(HasSubstr("FAILED"), HasSubstr("not yet")));
+  ASSERT_EQ(Run({c, "recover"}), 0) << err_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("recovered: node is in ROLLOUT"));
+  EXPECT_EQ(impl_->Snapshot(nullptr).phase(), ::colo::v1::ROLLOUT);
   EXPECT_EQ(Run({"--controller=127.0.0.1:1", "status", "--timeout=2s"}), 1);
   EXPECT_THAT(err_.str(), StartsWith("error: UNAVAILABLE"));
 }
