@@ -119,7 +119,14 @@ void ControllerImpl::ReplayAndReconcile() {
                    << " records; node is in " << PhaseName(phase_) << " at step " << step_
                    << (reason_.empty() ? "" : absl::StrCat(" (", reason_, ")"));
   }
-  if (IsStablePhase(interrupted)) return;
+  if (IsStablePhase(interrupted)) {
+    absl::Status consistent = CheckEnginesMatchPhase(interrupted);
+    if (!consistent.ok()) {
+      absl::MutexLock lock(&mu_);
+      FailLocked("RestartRecovery", std::string(consistent.message()));
+    }
+    return;
+  }
 
   COLO_LOG(WARNING) << "controller restarted in " << PhaseName(interrupted) << " (" << op
                     << "); finishing the transition";
@@ -162,6 +169,35 @@ void ControllerImpl::ReplayAndReconcile() {
     return;
   }
   completed_ops_.insert(op);
+}
+
+absl::Status ControllerImpl::CheckEnginesMatchPhase(Phase phase) {
+  // Tags that must hold no memory in `phase`, and tags that must be resident.
+  std::vector<std::string> released, resident;
+  if (phase == TRAINING) {
+    released = {"weights", "kv_cache", "cuda_graph"};
+  } else if (phase == WEIGHT_SYNC) {
+    released = {"kv_cache", "cuda_graph"};
+    resident = {"weights"};
+  } else {
+    return absl::OkStatus();
+  }
+  return ForEachEngine([&](size_t i) -> absl::Status {
+    absl::StatusOr<::colo::v1::GetMemoryInfoResponse> memory = engines_[i]->GetMemoryInfo();
+    // An unreachable engine is the health watch's business.
+    if (!memory.ok()) return absl::OkStatus();
+    RecordMemory(i, memory->memory());
+    for (const auto& t : memory->memory().tags()) {
+      if (std::find(released.begin(), released.end(), t.tag()) != released.end() &&
+          t.resident_bytes() != 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("after a controller restart in ", PhaseName(phase), ": engine ",
+                         engines_[i]->address(), " has ", t.resident_bytes(),
+                         " resident bytes of tag ", t.tag(), " (did the engine restart?)"));
+      }
+    }
+    return VerifyResumed(engines_[i]->address(), resident, memory->memory());
+  });
 }
 
 // --- Health watch -------------------------------------------------------------------

@@ -133,6 +133,10 @@ class ControllerImpl {
   // Restores the phase from the journal and finishes an interrupted
   // transition.
   void ReplayAndReconcile() ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+  // After a restart in a stable phase: FAILED_PRECONDITION naming the engine
+  // and tag when an engine's memory contradicts `phase` (e.g. weights
+  // resident while TRAINING).
+  absl::Status CheckEnginesMatchPhase(Phase phase) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
   void StartHealthWatch();
   void HealthLoop(size_t index) ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -376,6 +376,26 @@ TEST_F(ControllerImplTest, RestartRecoveryFailureLeavesNodeFailed) {
   EXPECT_THAT(state.reason(), AllOf(HasSubstr("KV_RESUMING"), HasSubstr("down:1")));
 }
 
+TEST_F(ControllerImplTest, RestartInTrainingWithResidentEngineFails) {
+  const std::string path = TempJournal("impl_journal_training_mismatch");
+  AddEngine({.address = "restarted:1"});
+  {
+    ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path}));
+    ::colo::v1::JournalRecord r;
+    r.set_step(3);
+    r.set_phase(TRAINING);
+    r.set_op("PrepareTraining");
+    r.set_completed(true);
+    ASSERT_OK(journal->Append(r));
+  }
+  // The engine holds everything (it restarted while the controller was down).
+  ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+  auto state = impl->Snapshot(nullptr);
+  EXPECT_EQ(state.phase(), FAILED);
+  EXPECT_THAT(state.reason(), AllOf(HasSubstr("restarted:1"), HasSubstr("tag cuda_graph")));
+  ASSERT_OK(impl->Recover());
+}
+
 TEST_F(ControllerImplTest, LostEngineFailsTheNode) {
   ControllerImpl::Options options;
   options.health_interval = absl::Milliseconds(5);
@@ -383,7 +403,7 @@ TEST_F(ControllerImplTest, LostEngineFailsTheNode) {
   engines_[1]->SetUnavailable(true);
   ASSERT_TRUE(WaitForPhase(*impl, FAILED));
   auto state = impl->Snapshot(nullptr);
-  EXPECT_THAT(state.reason(), AllOf(HasSubstr("engine e1:1 lost"), HasSubstr("UNAVAILABLE")));
+  EXPECT_THAT(state.reason(), AllOf(HasSubstr("engine e1:1 lost"), HasSubstr("is down")));
   EXPECT_FALSE(state.engines(1).healthy());
   EXPECT_TRUE(state.engines(0).healthy());
   EXPECT_THAT(impl->PrepareTraining(Prepare(1)),
