@@ -200,12 +200,17 @@ RadixCache::InsertResult RadixCache::Insert(absl::Span<const int32_t> tokens,
     }
     if (k < n) child = Split(child, k);
     // The caller's full pages over [i, i+k) duplicate the tree's.
-    result.dup_full_pages.insert(result.dup_full_pages.end(), full_pages.begin() + i,
-                                 full_pages.begin() + i + k);
+    // A page id equal to the tree's is the tree's own page (the caller's
+    // locked prefix), not a duplicate.
+    for (int32_t j = i; j < i + k; ++j) {
+      if (full_pages[j] != child->full_pages[j - i]) result.dup_full_pages.push_back(full_pages[j]);
+    }
     if (swa_mode()) {
       if (!child->tombstone) {
         for (int32_t j = i; j < i + k; ++j) {
-          if (swa_pages[j] != kNoSwaSlot) result.dup_swa_pages.push_back(swa_pages[j]);
+          if (swa_pages[j] != kNoSwaSlot && swa_pages[j] != child->swa_pages[j - i]) {
+            result.dup_swa_pages.push_back(swa_pages[j]);
+          }
         }
       } else {
         // Revive the tombstone from the caller's live SWA pages (a suffix).

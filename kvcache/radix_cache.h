@@ -70,7 +70,8 @@ class RadixCache {
     std::vector<int32_t> full_pages;
     std::vector<int32_t> swa_pages;
     // Caller's pages within [0, inserted_length) that duplicate the tree's;
-    // the caller must free them. Pages beyond inserted_length stay the caller's.
+    // the caller must free them (ids equal to the tree's own page at the same
+    // index are the tree's and are not listed). Pages beyond inserted_length stay the caller's.
     std::vector<int32_t> dup_full_pages;
     std::vector<int32_t> dup_swa_pages;
     Node* node = nullptr;  // Node ending at inserted_length (root if 0).
