@@ -265,12 +265,20 @@ TEST_F(TaggedPoolTest, ManyCyclesKeepRssFlat) {
   ASSERT_OK(pool->Allocate(MemoryTag::kKvCache, 2 * bytes, "kv").status());
   ASSERT_OK(pool->Allocate(MemoryTag::kCudaGraph, bytes, "g").status());
   Fill(w, bytes, 5);
+  // ASan keeps freed heap blocks in a quarantine that grows with every
+  // cycle's bookkeeping allocations (reports, messages); that is heap noise of
+  // the sanitizer, not device memory, so ASan builds get a fixed allowance.
+#if defined(__SANITIZE_ADDRESS__)
+  const uint64_t slack = 16 * kMiB;
+#else
+  const uint64_t slack = 0;
+#endif
   uint64_t first = 0;
   for (int i = 0; i < cycles; ++i) {
     ASSERT_OK(pool->Release({}).status());
     const uint64_t rss = Rss();
     if (i == 0) first = rss;
-    ASSERT_LE(rss, first + first / 100) << "cycle " << i;
+    ASSERT_LE(rss, first + first / 100 + slack) << "cycle " << i;
     ASSERT_GE(rss, first - first / 100) << "cycle " << i;
     ASSERT_OK(pool->Resume({}).status());
   }

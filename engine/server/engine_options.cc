@@ -1,0 +1,53 @@
+#include "engine/server/engine_options.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace colo::engine {
+
+absl::Status ValidateEngineOptions(const EngineOptions& options) {
+  if (options.port < 0 || options.port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--port must be in [0, 65535], got ", options.port));
+  }
+  if (options.device != "cpu" && options.device != "cuda" && options.device != "auto") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--device must be cpu, cuda or auto, got '", options.device, "'"));
+  }
+  if (options.page_size < 1 || options.page_size > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--page_size must be in [1, 4096], got ", options.page_size));
+  }
+  if (options.kv_cache_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv_cache_bytes must be >= 0, got ", options.kv_cache_bytes));
+  }
+  if (options.mem_fraction < 0.0 || options.mem_fraction > 0.98) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--mem_fraction must be in [0, 0.98], got ", options.mem_fraction));
+  }
+  if (options.metrics_port < 0 || options.metrics_port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics_port must be in [0, 65535], got ", options.metrics_port));
+  }
+  if (options.model_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "--model is required: a directory with config.json and *.safetensors "
+        "(make one with colo-tiny-model --out=DIR)");
+  }
+  const std::string config = absl::StrCat(options.model_dir, "/config.json");
+  std::ifstream in(config);
+  if (!in) {
+    const int err = errno;
+    const std::string why = absl::StrCat("--model=", options.model_dir, ": cannot read ",
+                                         config, ": ", std::strerror(err));
+    if (err == EACCES) return absl::PermissionDeniedError(why);
+    return absl::NotFoundError(why);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace colo::engine

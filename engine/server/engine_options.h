@@ -1,0 +1,46 @@
+// Start-up configuration of colo-engine (filled from flags in main.cc).
+#ifndef COLO_ENGINE_SERVER_ENGINE_OPTIONS_H_
+#define COLO_ENGINE_SERVER_ENGINE_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace colo::engine {
+
+struct EngineOptions {
+  std::string host = "127.0.0.1";
+  // 0 picks a free port.
+  int port = 0;
+  std::string port_file;
+  // Hugging Face layout directory: config.json + *.safetensors.
+  std::string model_dir;
+  // "cpu", "cuda" or "auto" (cuda if a GPU is usable, else cpu).
+  std::string device = "auto";
+  // Tokens per KV page.
+  int page_size = 16;
+  // KV cache size in bytes; 0 derives it from mem_fraction.
+  int64_t kv_cache_bytes = 0;
+  // Fraction of device memory (CPU: MemAvailable) for weights + KV cache.
+  double mem_fraction = 0.0;
+  // Allocate weights, KV cache and graph buffers from the tagged pool so they
+  // can be released and resumed.
+  bool enable_memory_saver = true;
+  // Keep a host copy of the weights while released (else the trainer must
+  // send new weights before generation resumes).
+  bool weights_host_backup = false;
+  // Prometheus metrics over HTTP; 0 disables.
+  int metrics_port = 0;
+  // Required for mutating RPCs when host is not a loopback address.
+  std::string auth_token_file;
+};
+
+// Checks values that flags cannot check by type: ranges, and that the model
+// directory holds a readable config.json. Returns INVALID_ARGUMENT naming the
+// flag, or NOT_FOUND / PERMISSION_DENIED for the model path.
+absl::Status ValidateEngineOptions(const EngineOptions& options);
+
+}  // namespace colo::engine
+
+#endif  // COLO_ENGINE_SERVER_ENGINE_OPTIONS_H_

@@ -1,0 +1,77 @@
+// The gRPC edge of colo-engine: a thin adapter from RolloutEngine RPCs to
+// the engine runtime. Validates requests (INVALID_ARGUMENT for malformed
+// input) and maps absl::Status to grpc::Status with colo::ToGrpcStatus.
+//
+// Thread-safe: gRPC calls methods concurrently.
+#ifndef COLO_ENGINE_SERVER_ENGINE_SERVICE_H_
+#define COLO_ENGINE_SERVER_ENGINE_SERVICE_H_
+
+#include "colo/v1/engine.grpc.pb.h"
+#include "engine/server/engine_options.h"
+
+namespace colo::engine {
+
+class EngineService final : public colo::v1::RolloutEngine::Service {
+ public:
+  explicit EngineService(EngineOptions options);
+
+  grpc::Status Generate(grpc::ServerContext* context,
+                        const colo::v1::GenerateRequest* request,
+                        grpc::ServerWriter<colo::v1::GenerateResponse>* writer) override;
+  grpc::Status OpenSession(grpc::ServerContext* context,
+                           const colo::v1::OpenSessionRequest* request,
+                           colo::v1::OpenSessionResponse* response) override;
+  grpc::Status CloseSession(grpc::ServerContext* context,
+                            const colo::v1::CloseSessionRequest* request,
+                            colo::v1::CloseSessionResponse* response) override;
+  grpc::Status Abort(grpc::ServerContext* context, const colo::v1::AbortRequest* request,
+                     colo::v1::AbortResponse* response) override;
+  grpc::Status PauseGeneration(grpc::ServerContext* context,
+                               const colo::v1::PauseGenerationRequest* request,
+                               colo::v1::PauseGenerationResponse* response) override;
+  grpc::Status ContinueGeneration(grpc::ServerContext* context,
+                                  const colo::v1::ContinueGenerationRequest* request,
+                                  colo::v1::ContinueGenerationResponse* response) override;
+  grpc::Status ReleaseTags(grpc::ServerContext* context,
+                           const colo::v1::ReleaseTagsRequest* request,
+                           colo::v1::ReleaseTagsResponse* response) override;
+  grpc::Status ResumeTags(grpc::ServerContext* context,
+                          const colo::v1::ResumeTagsRequest* request,
+                          colo::v1::ResumeTagsResponse* response) override;
+  grpc::Status InitWeightsUpdateGroup(
+      grpc::ServerContext* context, const colo::v1::InitWeightsUpdateGroupRequest* request,
+      colo::v1::InitWeightsUpdateGroupResponse* response) override;
+  grpc::Status DestroyWeightsUpdateGroup(
+      grpc::ServerContext* context, const colo::v1::DestroyWeightsUpdateGroupRequest* request,
+      colo::v1::DestroyWeightsUpdateGroupResponse* response) override;
+  grpc::Status UpdateWeightsFromDistributed(
+      grpc::ServerContext* context,
+      const colo::v1::UpdateWeightsFromDistributedRequest* request,
+      colo::v1::UpdateWeightsResponse* response) override;
+  grpc::Status UpdateWeightsFromTensor(grpc::ServerContext* context,
+                                       grpc::ServerReader<colo::v1::WeightChunk>* reader,
+                                       colo::v1::UpdateWeightsResponse* response) override;
+  grpc::Status UpdateWeightsFromDisk(grpc::ServerContext* context,
+                                     const colo::v1::UpdateWeightsFromDiskRequest* request,
+                                     colo::v1::UpdateWeightsResponse* response) override;
+  grpc::Status GetWeightChecksums(grpc::ServerContext* context,
+                                  const colo::v1::GetWeightChecksumsRequest* request,
+                                  colo::v1::GetWeightChecksumsResponse* response) override;
+  grpc::Status FlushCache(grpc::ServerContext* context,
+                          const colo::v1::FlushCacheRequest* request,
+                          colo::v1::FlushCacheResponse* response) override;
+  grpc::Status GetMemoryInfo(grpc::ServerContext* context,
+                             const colo::v1::GetMemoryInfoRequest* request,
+                             colo::v1::GetMemoryInfoResponse* response) override;
+  grpc::Status GetServerInfo(grpc::ServerContext* context,
+                             const colo::v1::GetServerInfoRequest* request,
+                             colo::v1::GetServerInfoResponse* response) override;
+
+ private:
+  // Constant after construction.
+  const EngineOptions options_;
+};
+
+}  // namespace colo::engine
+
+#endif  // COLO_ENGINE_SERVER_ENGINE_SERVICE_H_
