@@ -80,7 +80,7 @@ void ControllerImpl::Shutdown() {
     absl::MutexLock lock(&mu_);
     if (shutdown_ && health_threads_.empty()) return;
     shutdown_ = true;
-    ++version_;
+    BumpVersionLocked();
   }
   for (std::thread& t : health_threads_) t.join();
   health_threads_.clear();
@@ -214,7 +214,8 @@ void ControllerImpl::HealthLoop(size_t index) {
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&shutdown_), options_.health_interval);
+      const absl::Time wake = absl::Now() + options_.health_interval;
+      while (!shutdown_ && absl::Now() < wake) cv_.WaitWithDeadline(&mu_, wake);
       if (shutdown_) return;
     }
     absl::Status probe = engine.Probe();
@@ -229,7 +230,7 @@ void ControllerImpl::HealthLoop(size_t index) {
           COLO_LOG(INFO) << "engine " << engine.address() << " answers again";
           view.healthy = true;
           view.last_error.clear();
-          ++version_;
+          BumpVersionLocked();
         }
         continue;
       }
@@ -237,7 +238,7 @@ void ControllerImpl::HealthLoop(size_t index) {
       view.last_error = std::string(probe.message());
       if (view.healthy && view.failed_probes >= options_.health_failures_to_lose) {
         view.healthy = false;
-        ++version_;
+        BumpVersionLocked();
         const std::string reason = absl::StrCat(
             "engine ", engine.address(), " lost: ", view.failed_probes,
             " consecutive health probes failed, last: ", absl::StatusCodeToString(probe.code()),
@@ -252,6 +253,11 @@ void ControllerImpl::HealthLoop(size_t index) {
       for (const auto& e : engines_) e->CancelPending();
     }
   }
+}
+
+void ControllerImpl::BumpVersionLocked() {
+  ++version_;
+  cv_.SignalAll();
 }
 
 // --- State helpers -------------------------------------------------------------------
@@ -305,7 +311,7 @@ absl::Status ControllerImpl::SetPhaseLocked(Phase to, const std::string& op, boo
   phase_since_ = now;
   reason_ = reason;
   if (to == FAILED) ++fail_epoch_;
-  ++version_;
+  BumpVersionLocked();
   return absl::OkStatus();
 }
 
@@ -624,7 +630,7 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::Recover() {
   absl::MutexLock lock(&mu_);
   if (!result.ok()) {
     reason_ = absl::StrCat("Recover failed: ", result.message());
-    ++version_;
+    BumpVersionLocked();
     return absl::Status(result.code(), absl::StrCat(reason_, "; node stays FAILED"));
   }
   for (EngineView& view : views_) {
@@ -664,9 +670,11 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::Recover() {
 
 bool ControllerImpl::WaitForChange(uint64_t seen, absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
-  auto changed = [this, seen]()
-                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_ || version_ != seen; };
-  mu_.AwaitWithDeadline(absl::Condition(&changed), deadline);
+  // A CondVar rather than Mutex::Await: the predicate is then evaluated only
+  // by this thread (ThreadSanitizer cannot see into an uninstrumented Abseil).
+  while (!shutdown_ && version_ == seen) {
+    if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+  }
   return !shutdown_;
 }
 

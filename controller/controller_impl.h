@@ -159,6 +159,8 @@ class ControllerImpl {
                                                                     absl::Status result, Phase next,
                                                                     int64_t epoch)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Marks a state change and wakes watchers and health threads.
+  void BumpVersionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ::colo::v1::NodeState StateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ::colo::v1::TransitionResponse ResponseLocked(bool replayed) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -187,6 +189,8 @@ class ControllerImpl {
   absl::Mutex transition_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   mutable absl::Mutex mu_;
+  // Signalled on every version_ change and on shutdown.
+  mutable absl::CondVar cv_;
   std::unique_ptr<Journal> journal_ ABSL_GUARDED_BY(mu_);
   Phase phase_ ABSL_GUARDED_BY(mu_) = ::colo::v1::ROLLOUT;
   int64_t step_ ABSL_GUARDED_BY(mu_) = 0;

@@ -22,10 +22,8 @@ absl::Status FakeEngine::EnterLocked(const std::string& method, const std::strin
   if (hang_) {
     const int64_t epoch = cancel_epoch_;
     ++hanging_;
-    auto released = [this, epoch]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !hang_ || cancel_epoch_ != epoch;
-    };
-    mu_.Await(absl::Condition(&released));
+    cv_.SignalAll();
+    while (hang_ && cancel_epoch_ == epoch) cv_.Wait(&mu_);
     --hanging_;
     if (cancel_epoch_ != epoch) return absl::CancelledError("call cancelled");
   }
@@ -219,17 +217,18 @@ void FakeEngine::FailNext(const std::string& method, absl::Status status) {
 void FakeEngine::SetHang(bool hang) {
   absl::MutexLock lock(&mu_);
   hang_ = hang;
+  cv_.SignalAll();
 }
 
 void FakeEngine::WaitUntilHanging() {
   absl::MutexLock lock(&mu_);
-  auto hanging = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return hanging_ > 0; };
-  mu_.Await(absl::Condition(&hanging));
+  while (hanging_ == 0) cv_.Wait(&mu_);
 }
 
 void FakeEngine::CancelHanging() {
   absl::MutexLock lock(&mu_);
   ++cancel_epoch_;
+  cv_.SignalAll();
 }
 
 std::vector<std::string> FakeEngine::calls() const {

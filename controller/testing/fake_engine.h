@@ -101,6 +101,8 @@ class FakeEngine {
   const Options options_;
 
   mutable absl::Mutex mu_;
+  // Signalled when hang_, hanging_ or cancel_epoch_ change.
+  absl::CondVar cv_;
   std::map<std::string, Tag> tags_ ABSL_GUARDED_BY(mu_);
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   std::string paused_mode_ ABSL_GUARDED_BY(mu_);
