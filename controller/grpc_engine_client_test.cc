@@ -81,6 +81,7 @@ TEST_F(GrpcEngineClientTest, CallsHaveDeadlines) {
                        ClientOptions(address_, absl::Milliseconds(100), absl::Milliseconds(50))));
   engine_.SetHang(true);
   EXPECT_THAT(client->GetMemoryInfo(), StatusIs(absl::StatusCode::kDeadlineExceeded));
+  engine_.WaitUntilHanging();
   EXPECT_THAT(client->Probe(), StatusIs(absl::StatusCode::kDeadlineExceeded));
 }
 

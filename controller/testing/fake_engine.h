@@ -65,7 +65,9 @@ class FakeEngine {
   // with `status`.
   void FailNext(const std::string& method, absl::Status status) ABSL_LOCKS_EXCLUDED(mu_);
   // While set, calls block until cleared or the caller's cancel epoch moves
-  // (then CANCELLED); Probe fails at once with DEADLINE_EXCEEDED.
+  // (then CANCELLED). GetServerInfo and Probe keep answering until some call
+  // is stuck; then GetServerInfo blocks too and Probe fails at once with
+  // DEADLINE_EXCEEDED.
   void SetHang(bool hang) ABSL_LOCKS_EXCLUDED(mu_);
   // Blocks until a call is hanging (for tests that need "call in flight").
   void WaitUntilHanging() ABSL_LOCKS_EXCLUDED(mu_);
