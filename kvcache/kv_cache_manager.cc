@@ -113,8 +113,13 @@ absl::Status KvCacheManager::CheckResident(const char* op) const {
 }
 
 absl::Status KvCacheManager::MaybeAudit() const {
-  if (!options_.audit_every_op) return absl::OkStatus();
-  return Audit();
+  if (options_.audit_every_op) return Audit();
+#ifndef NDEBUG
+  // Debug builds: the cheap conservation identity after every mutation.
+  return CheckConservation();
+#else
+  return absl::OkStatus();
+#endif
 }
 
 void KvCacheManager::AddOwn(const KvSeq& seq, bool session, int sign) {

@@ -100,7 +100,8 @@ class KvCacheManager {
     int64_t swa_capacity_tokens = 0;   // Used only with sliding layers.
     int32_t max_requests = 0;          // Rows (requests + sessions).
     int32_t max_context_tokens = 0;    // Row length; 0 = full capacity.
-    // Run the O(capacity) Audit() after every mutating call (tests, debug).
+    // Run the O(capacity) Audit() after every mutating call (tests). Debug
+    // builds (no NDEBUG) always run the cheap CheckConservation() instead.
     bool audit_every_op = false;
   };
 
@@ -176,6 +177,7 @@ class KvCacheManager {
   // Host bytes of bookkeeping (tree, maps, sequences), for the overhead bench.
   int64_t HostBookkeepingBytes() const;
   int64_t DeviceBytes() const { return storage_->bytes(); }
+  const KvStorage& storage() const { return *storage_; }
 
  private:
   struct Request {

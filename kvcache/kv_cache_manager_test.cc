@@ -160,11 +160,15 @@ TEST_F(KvCacheManagerTest, ReleaseKvCacheReleasesBothPoolsAndResumeResetsThem) {
   Make(Swa(4, 8));
   const int64_t full_bytes = int64_t{(512 / 4 + 1) * 4} * 2 * 8 * 4 * 2;  // slots*heads*dim*4B*(K,V)
   const int64_t swa_bytes = int64_t{(256 / 4 + 1) * 4} * 2 * 8 * 4 * 2;
-  EXPECT_GE(m_->DeviceBytes(), full_bytes * 1 + swa_bytes * 3);
+  EXPECT_EQ(m_->DeviceBytes(), full_bytes + swa_bytes * 3 + m_->storage().table_bytes());
   ASSERT_OK(m_->OpenSession(1));
   RunRequest(Seq(0, 30), 3, true, SessionId{1});
   RunRequest(Seq(100, 20), 3);
   engine::TagInfo before = pool_->KvInfo();
+  // The SWA pool's K/V are part of the kv_cache tag, next to the full pool's.
+  EXPECT_EQ(m_->storage().swa_pool_bytes(), swa_bytes * 3);
+  EXPECT_EQ(m_->storage().full_pool_bytes(), full_bytes);
+  EXPECT_GE(before.reserved_bytes, static_cast<uint64_t>(m_->DeviceBytes()));
   EXPECT_GE(before.resident_bytes, static_cast<uint64_t>(m_->DeviceBytes()));
   // Not allowed while a request runs.
   ASSERT_OK_AND_ASSIGN(auto busy, m_->BeginRequest(Seq(500, 5), {}));

@@ -188,9 +188,11 @@ absl::Status OpDriver::OpBegin(Entropy& e) {
                                         s.tokens.size()));
     }
     r.protected_len = s.protected_len;
+    r.swa_evicted = s.swa_evicted;
   } else {
     if (br->cached_len % p != 0) return Fail("begin", "unaligned cache hit");
     r.protected_len = br->cached_len;
+    r.swa_evicted = br->cached_len;
   }
   if (sid.has_value()) sessions_[*sid].busy = true;
   stats_.hits_tokens += br->cached_len;
@@ -242,6 +244,12 @@ absl::Status OpDriver::OpCommit(Entropy& e) {
   WriteKv(r, r.committed, to);
   RETURN_IF_ERROR(manager_->Commit(r.id, to));
   r.committed = to;
+  if (config_.sliding_window > 0) {
+    // Spec: SWA slots below floor_P(committed - max(window, P) - P) are freed.
+    const int32_t p = config_.page_size;
+    const int32_t frontier = FloorP(std::max(0, to - std::max(config_.sliding_window, p) - p), p);
+    r.swa_evicted = std::max(r.swa_evicted, frontier);
+  }
   return CheckWindow(r, r.committed, "commit (live window)");
 }
 
@@ -254,6 +262,7 @@ absl::Status OpDriver::OpInsert(Entropy& e) {
   Req& r = *candidates[e.Next(candidates.size())];
   RETURN_IF_ERROR(manager_->InsertPrefix(r.id));
   r.protected_len = std::max(r.protected_len, FloorP(r.committed, config_.page_size));
+  r.swa_evicted = std::max(r.swa_evicted, r.protected_len);
   return CheckWindow(r, r.committed, "insert prefix");
 }
 
@@ -276,14 +285,18 @@ absl::Status OpDriver::OpRelease(Entropy& e, int kind) {
       if (!s.has_kv) {
         s.protected_len = std::max(r.protected_len, FloorP(r.committed, config_.page_size));
       }
+      s.swa_evicted = std::max(r.swa_evicted, s.protected_len);
       s.has_kv = r.committed > 0;
       s.tokens.assign(r.tokens.begin(), r.tokens.begin() + r.committed);
     } else if (seq->committed_len == 0 && seq->protected_len == 0 && seq->full_pages.empty()) {
       s.has_kv = false;  // Turn 1 aborted, or rollback impossible (SWA freed).
       s.tokens.clear();
       s.protected_len = 0;
+      s.swa_evicted = 0;
     } else if (!s.has_kv || seq->committed_len != static_cast<int32_t>(s.tokens.size())) {
       return Fail("abort turn", "session not rolled back to its previous turn");
+    } else {
+      s.swa_evicted = r.swa_evicted;  // Freed SWA slots stay freed.
     }
     return absl::OkStatus();
   }
@@ -298,7 +311,7 @@ absl::Status OpDriver::OpRelease(Entropy& e, int kind) {
     Req n;
     n.id = br->id;
     n.prompt = prompt;
-    n.committed = n.allocated = n.protected_len = br->cached_len;
+    n.committed = n.allocated = n.protected_len = n.swa_evicted = br->cached_len;
     n.tokens.assign(prompt.begin(), prompt.begin() + br->cached_len);
     n.target_len = r.target_len;
     reqs_[n.id] = n;
@@ -425,6 +438,8 @@ absl::Status OpDriver::CheckAll(const char* op) {
   if (s.ok() && config_.audit_every_op) s = manager_->Audit();
   if (!s.ok()) return Fail(op, s.ToString());
   int64_t in_flight = 0, session_held = 0, rows_in_flight = 0;
+  int64_t swa_in_flight = 0, swa_session_held = 0;
+  const bool swa = config_.sliding_window > 0;
   for (const auto& [id, r] : reqs_) {
     const KvSeq* seq = manager_->FindRequest(id);
     if (seq == nullptr) return Fail(op, absl::StrCat("request ", id, " missing"));
@@ -436,6 +451,13 @@ absl::Status OpDriver::CheckAll(const char* op) {
                                    r.committed, "/", r.allocated));
     }
     in_flight += CeilPages(r.allocated, p) - r.protected_len / p;
+    if (swa) {
+      if (seq->swa_evicted_len != r.swa_evicted) {
+        return Fail(op, absl::StrCat("request ", id, " swa_evicted ", seq->swa_evicted_len,
+                                     " != model ", r.swa_evicted));
+      }
+      swa_in_flight += CeilPages(r.allocated, p) - std::max(r.protected_len, r.swa_evicted) / p;
+    }
     if (!r.session.has_value()) ++rows_in_flight;
   }
   for (const auto& [id, sess] : sessions_) {
@@ -451,6 +473,14 @@ absl::Status OpDriver::CheckAll(const char* op) {
     }
     if (seq->protected_len % p != 0) return Fail(op, "session protected length unaligned");
     session_held += CeilPages(committed, p) - sess.protected_len / p;
+    if (swa) {
+      if (seq->swa_evicted_len != sess.swa_evicted) {
+        return Fail(op, absl::StrCat("session ", id, " swa_evicted ", seq->swa_evicted_len,
+                                     " != model ", sess.swa_evicted));
+      }
+      swa_session_held +=
+          CeilPages(committed, p) - std::max(sess.protected_len, sess.swa_evicted) / p;
+    }
   }
   KvUsage u = manager_->Usage();
   if (u.full.in_flight != in_flight || u.full.session_held != session_held ||
@@ -460,6 +490,11 @@ absl::Status OpDriver::CheckAll(const char* op) {
                                  u.full.in_flight, " vs ", in_flight, ", session_held ",
                                  u.full.session_held, " vs ", session_held, ", rows ",
                                  u.rows.in_flight, " vs ", rows_in_flight));
+  }
+  if (u.swa.in_flight != swa_in_flight || u.swa.session_held != swa_session_held) {
+    return Fail(op, absl::StrCat("SWA page ownership differs from the model: in_flight ",
+                                 u.swa.in_flight, " vs ", swa_in_flight, ", session_held ",
+                                 u.swa.session_held, " vs ", swa_session_held));
   }
   if (reqs_.empty() && sessions_.empty() &&
       (u.full.protected_pages != 0 || u.swa.protected_pages != 0)) {

@@ -111,6 +111,7 @@ class OpDriver {
     int32_t committed = 0;
     int32_t allocated = 0;
     int32_t protected_len = 0;
+    int32_t swa_evicted = 0;      // Expected SWA window frontier.
     int32_t target_len = 0;       // Stop generating here.
     std::optional<SessionId> session;
   };
@@ -118,7 +119,7 @@ class OpDriver {
     std::vector<int32_t> tokens;  // Committed tokens (history).
     bool busy = false;
     int32_t protected_len = 0;    // Expected, page aligned.
-    int32_t allocated_pages = 0;  // Expected ceil_P(committed).
+    int32_t swa_evicted = 0;      // Expected SWA window frontier.
     bool has_kv = false;
   };
 
