@@ -602,6 +602,11 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::Recover() {
   {
     absl::MutexLock lock(&mu_);
     if (phase_ == ROLLOUT) return ResponseLocked(true);
+    if (phase_ != FAILED && IsStablePhase(phase_)) {
+      // A cycle the trainer abandoned: fail it first (the only legal way out).
+      FailLocked(kRecover,
+                 absl::StrCat("Recover requested in ", PhaseName(phase_), " at step ", step_));
+    }
     RETURN_IF_ERROR(RequirePhase(kRecover, FAILED, phase_));
   }
   absl::Status result = ForEachEngine([&](size_t i) -> absl::Status {

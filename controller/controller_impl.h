@@ -89,6 +89,11 @@ class ControllerImpl {
       const ::colo::v1::PauseForUpdateRequest& request) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
   absl::StatusOr<::colo::v1::TransitionResponse> ResumeAfterUpdate(
       const ::colo::v1::ResumeAfterUpdateRequest& request) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+  // FAILED -> ROLLOUT: every engine must answer; released tags are resumed
+  // (weights first) and paused engines continued. From TRAINING, WEIGHT_SYNC
+  // or PAUSED_FOR_UPDATE (a cycle the trainer abandoned) the node first
+  // enters FAILED. Replayed in ROLLOUT. On error the node stays FAILED with
+  // the new reason.
   absl::StatusOr<::colo::v1::TransitionResponse> Recover() ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
 
   // --- State ---------------------------------------------------------------------

@@ -270,6 +270,22 @@ TEST_F(ControllerImplTest, RecoverStaysFailedWhileAnEngineIsDown) {
   EXPECT_OK(impl->Recover());
 }
 
+TEST_F(ControllerImplTest, RecoverAbandonsACycle) {
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  ASSERT_OK(impl->PrepareTraining(Prepare(1)));
+  // The trainer died in TRAINING; the operator brings the engines back.
+  ASSERT_OK_AND_ASSIGN(auto recovered, impl->Recover());
+  EXPECT_EQ(recovered.state().phase(), ROLLOUT);
+  ASSERT_GE(recovered.state().recent_phases_size(), 2);
+  EXPECT_EQ(recovered.state().recent_phases().rbegin()->phase(), FAILED);
+  for (auto& e : engines_) {
+    EXPECT_TRUE(e->tag_resident("weights"));
+    EXPECT_FALSE(e->paused());
+  }
+  EXPECT_THAT(impl->BeginWeightSync(Begin(1)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("node is in ROLLOUT")));
+}
+
 TEST_F(ControllerImplTest, PauseForUpdateKeepsMemory) {
   ASSERT_OK_AND_ASSIGN(auto impl, Make());
   for (auto& e : engines_) e->ClearCalls();
