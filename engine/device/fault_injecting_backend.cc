@@ -18,10 +18,16 @@ void FaultInjectingBackend::FailMapAfter(int64_t successes) {
   map_successes_left_ = successes;
 }
 
+void FaultInjectingBackend::FailUnmapAfter(int64_t successes) {
+  absl::MutexLock lock(&mu_);
+  unmap_successes_left_ = successes;
+}
+
 void FaultInjectingBackend::ClearFaults() {
   absl::MutexLock lock(&mu_);
   physical_successes_left_ = -1;
   map_successes_left_ = -1;
+  unmap_successes_left_ = -1;
 }
 
 int64_t FaultInjectingBackend::physical_allocations() const {
@@ -88,7 +94,20 @@ absl::Status FaultInjectingBackend::MapPhysical(void* address, size_t bytes,
 }
 
 absl::Status FaultInjectingBackend::UnmapRange(void* address, size_t bytes) {
-  return base_->UnmapRange(address, bytes);
+  {
+    absl::MutexLock lock(&mu_);
+    if (unmap_successes_left_ == 0) {
+      ++injected_failures_;
+      return absl::InternalError(absl::StrCat(
+          "injected fault: UnmapRange(", bytes, " bytes) failed"));
+    }
+  }
+  absl::Status s = base_->UnmapRange(address, bytes);
+  if (s.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (unmap_successes_left_ > 0) --unmap_successes_left_;
+  }
+  return s;
 }
 
 absl::StatusOr<DeviceMemoryInfo> FaultInjectingBackend::MemoryInfo() {

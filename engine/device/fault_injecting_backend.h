@@ -29,6 +29,8 @@ class FaultInjectingBackend : public DeviceBackend {
   void FailPhysicalAllocationAfter(int64_t successes) ABSL_LOCKS_EXCLUDED(mu_);
   // Same for MapPhysical (fails with INTERNAL, nothing mapped).
   void FailMapAfter(int64_t successes) ABSL_LOCKS_EXCLUDED(mu_);
+  // Same for UnmapRange (fails with INTERNAL and leaves the range mapped).
+  void FailUnmapAfter(int64_t successes) ABSL_LOCKS_EXCLUDED(mu_);
   void ClearFaults() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Counters since construction.
@@ -62,6 +64,7 @@ class FaultInjectingBackend : public DeviceBackend {
   mutable absl::Mutex mu_;
   int64_t physical_successes_left_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t map_successes_left_ ABSL_GUARDED_BY(mu_) = -1;
+  int64_t unmap_successes_left_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t physical_allocations_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t injected_failures_ ABSL_GUARDED_BY(mu_) = 0;
 };

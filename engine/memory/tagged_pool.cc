@@ -105,7 +105,7 @@ TaggedPool::TaggedPool(const Options& options) : options_(options) {
 TaggedPool::~TaggedPool() {
   absl::MutexLock lock(&mu_);
   for (auto& [ptr, a] : allocations_) {
-    UnmapAllocationLocked(*a);
+    UnmapAllocationLocked(*a).IgnoreError();  // errors are logged
     DropBackupLocked(*a);
   }
   allocations_.clear();  // frees the reservations
@@ -170,9 +170,10 @@ absl::Status TaggedPool::Free(void* ptr) {
         "TaggedPool::Free(%p): not an allocation of this pool", ptr));
   }
   Allocation& a = *it->second;
-  UnmapAllocationLocked(a);
+  absl::Status s = UnmapAllocationLocked(a);
   DropBackupLocked(a);
-  absl::Status s = a.va.Reset();
+  absl::Status va = a.va.Reset();
+  if (s.ok()) s = va;
   allocations_.erase(it);
   return s;
 }
@@ -203,7 +204,7 @@ absl::Status TaggedPool::MapAllocationLocked(Allocation& a) {
         continue;
       }
     }
-    UnmapAllocationLocked(a);
+    UnmapAllocationLocked(a).IgnoreError();  // errors are logged
     return absl::Status(s.code(),
                         absl::StrCat("mapping chunk at offset ", offset, " of ",
                                      a.bytes, " bytes: ", s.message()));
@@ -211,17 +212,25 @@ absl::Status TaggedPool::MapAllocationLocked(Allocation& a) {
   return absl::OkStatus();
 }
 
-void TaggedPool::UnmapAllocationLocked(Allocation& a) {
+absl::Status TaggedPool::UnmapAllocationLocked(Allocation& a) {
+  absl::Status first;
   for (Mapping& m : a.mappings) {
     absl::Status s = m.Reset();
-    if (!s.ok()) COLO_LOG(ERROR) << "unmapping '" << a.name << "': " << s;
+    if (!s.ok()) {
+      COLO_LOG(ERROR) << "unmapping '" << a.name << "': " << s;
+      if (first.ok()) first = s;
+    }
   }
   a.mappings.clear();
   for (PhysicalAllocation& c : a.chunks) {
     absl::Status s = c.Reset();
-    if (!s.ok()) COLO_LOG(ERROR) << "releasing '" << a.name << "': " << s;
+    if (!s.ok()) {
+      COLO_LOG(ERROR) << "releasing '" << a.name << "': " << s;
+      if (first.ok()) first = s;
+    }
   }
   a.chunks.clear();
+  return first;
 }
 
 absl::StatusOr<void*> TaggedPool::TakeHostBufferLocked() {
@@ -315,6 +324,7 @@ absl::StatusOr<ReleaseReport> TaggedPool::Release(
   }
 
   // Phase 2: unmap and free physical memory; the VA ranges stay reserved.
+  absl::Status unmap_error;
   for (MemoryTag tag : *tags) {
     const absl::Time t0 = absl::Now();
     TagReleaseReport r;
@@ -329,7 +339,14 @@ absl::StatusOr<ReleaseReport> TaggedPool::Release(
       if (a->tag != tag || !a->mapped()) continue;
       r.bytes_freed += a->bytes;
       r.backup_bytes += a->backup_bytes;
-      if (!lie) UnmapAllocationLocked(*a);
+      if (lie) continue;
+      absl::Status u = UnmapAllocationLocked(*a);
+      if (!u.ok() && unmap_error.ok()) {
+        unmap_error = absl::InternalError(absl::StrCat(
+            "Release: unmapping '", a->name, "' (tag ", MemoryTagName(tag),
+            ", ", a->bytes, " bytes) failed; memory may be stranded: ",
+            u.message()));
+      }
     }
     if (lie) {
       COLO_LOG(WARNING) << "debug_skip_release_tag: pretending to release "
@@ -340,6 +357,7 @@ absl::StatusOr<ReleaseReport> TaggedPool::Release(
     r.duration = backup_time[Index(tag)] + (absl::Now() - t0);
     report.tags.push_back(r);
   }
+  if (!unmap_error.ok()) return unmap_error;
   s = b->Synchronize();
   if (!s.ok()) return s;
   report.duration = absl::Now() - start;
@@ -359,7 +377,7 @@ absl::StatusOr<ResumeReport> TaggedPool::Resume(
     uint64_t undone = 0;
     for (Allocation* a : mapped_here) {
       undone += a->bytes;
-      UnmapAllocationLocked(*a);
+      UnmapAllocationLocked(*a).IgnoreError();  // errors are logged
     }
     return absl::Status(
         cause.code(),

@@ -11,7 +11,10 @@
 //     buffers are kept and reused on the next cycle); then unmap and free all
 //     physical memory of the tags. VA ranges stay reserved. A tag already
 //     released is reported as no_op. If a backup copy fails nothing is
-//     released (all-or-nothing).
+//     released (all-or-nothing). If the backend fails to unmap or free a
+//     chunk (driver error), the tags are still marked released and Release
+//     returns INTERNAL naming the allocation: memory may be stranded, which
+//     the caller should treat as a failed transition.
 //   Resume(tags): in the order cuda_graph, weights, kv_cache, map fresh
 //     physical memory at the same addresses and restore host copies. On any
 //     failure, everything this call mapped is unmapped again, every requested
@@ -171,7 +174,10 @@ class TaggedPool {
   // Maps every chunk of `a`; on failure unmaps what it mapped.
   absl::Status MapAllocationLocked(Allocation& a)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void UnmapAllocationLocked(Allocation& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Unmaps and releases every chunk (continues past errors); returns the
+  // first error.
+  absl::Status UnmapAllocationLocked(Allocation& a)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status BackupAllocationLocked(Allocation& a)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RestoreAllocationLocked(Allocation& a)

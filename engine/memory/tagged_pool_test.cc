@@ -243,6 +243,18 @@ TEST_F(TaggedPoolTest, ResumeFailureMidwayRollsBackToReleased) {
   EXPECT_EQ(mapped, (16 + 48 + 8) * kMiB);
 }
 
+TEST_F(TaggedPoolTest, UnmapFailureDuringReleaseIsReported) {
+  FaultInjectingBackend faulty(cpu_.get());
+  auto pool = MakePool(&faulty, BackupPolicy::kDiscard, 2 * kMiB);
+  ASSERT_OK(pool->Allocate(MemoryTag::kKvCache, 8 * kMiB, "kv").status());
+  faulty.FailUnmapAfter(1);
+  EXPECT_THAT(pool->Release({MemoryTag::kKvCache}),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("memory may be stranded")));
+  EXPECT_TRUE(pool->IsReleased(MemoryTag::kKvCache));
+  faulty.ClearFaults();
+}
+
 TEST_F(TaggedPoolTest, AllocateFailureLeavesNothingBehind) {
   FaultInjectingBackend faulty(cpu_.get());
   auto pool = MakePool(&faulty, BackupPolicy::kDiscard, 2 * kMiB);
