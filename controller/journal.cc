@@ -103,8 +103,18 @@ uint32_t Crc32c(absl::string_view data) {
 
 absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const Options& options) {
   if (options.path.empty()) return absl::InvalidArgumentError("journal path is empty");
+  struct stat st;
+  const bool existed = ::stat(options.path.c_str(), &st) == 0;
   int fd = ::open(options.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return Errno("open journal", options.path);
+  if (!existed) {
+    // Make the new file's directory entry durable before relying on it.
+    absl::Status synced = FsyncDir(options.path);
+    if (!synced.ok()) {
+      ::close(fd);
+      return synced;
+    }
+  }
   std::unique_ptr<Journal> journal(new Journal(options, fd));
 
   ASSIGN_OR_RETURN(std::string data, ReadAll(fd, options.path));
