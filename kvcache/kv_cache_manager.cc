@@ -88,7 +88,7 @@ KvCacheManager::KvCacheManager(const Options& options, std::unique_ptr<KvStorage
       rows_(options.max_requests) {
   if (swa_alloc_.has_value()) {
     swa_map_ = std::make_unique<SwaPageMap>(full_alloc_.num_pages(), options_.page_size);
-    swa_map_->AttachSlotTable(storage_->full_to_swa());
+    swa_map_->AttachSlotWriter(SlotWriter());
     swa_map_->RewriteSlotTable();
   }
   tree_ = std::make_unique<RadixCache>(RadixCache::Options{
@@ -104,6 +104,13 @@ KvCacheManager::~KvCacheManager() {
   tree_.reset();
 }
 
+SwaPageMap::SlotWriter KvCacheManager::SlotWriter() {
+  KvStorage* storage = storage_.get();
+  return [storage](int64_t first_slot, const int32_t* values, int64_t n) {
+    (void)storage->WriteFullToSwa(first_slot, values, n);  // Sticky on error.
+  };
+}
+
 absl::Status KvCacheManager::CheckResident(const char* op) const {
   if (reset_for_release_ || storage_->IsReleased()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -113,6 +120,7 @@ absl::Status KvCacheManager::CheckResident(const char* op) const {
 }
 
 absl::Status KvCacheManager::MaybeAudit() const {
+  RETURN_IF_ERROR(storage_->table_status());
   if (options_.audit_every_op) return Audit();
 #ifndef NDEBUG
   // Debug builds: the cheap conservation identity after every mutation.
@@ -133,11 +141,12 @@ void KvCacheManager::AddOwn(const KvSeq& seq, bool session, int sign) {
 }
 
 void KvCacheManager::WriteRow(const KvSeq& seq, int32_t from, int32_t to) {
-  if (storage_->IsReleased()) return;
+  if (storage_->IsReleased() || to <= from) return;
   const int32_t p = options_.page_size;
-  int32_t* row = storage_->req_to_token() +
-                 static_cast<int64_t>(seq.row) * options_.max_context_tokens;
-  for (int32_t i = from; i < to; ++i) row[i] = seq.full_pages[i / p] * p + i % p;
+  std::vector<int32_t> slots(to - from);
+  for (int32_t i = from; i < to; ++i) slots[i - from] = seq.full_pages[i / p] * p + i % p;
+  // An error is sticky in the storage and returned by the calling operation.
+  (void)storage_->WriteReqToToken(seq.row, from, slots.data(), to - from);
 }
 
 int32_t KvCacheManager::MatchPrefixLength(absl::Span<const int32_t> tokens) {
@@ -549,7 +558,7 @@ absl::Status KvCacheManager::ResetForRelease() {
   full_alloc_.Reset();
   if (swa_alloc_.has_value()) swa_alloc_->Reset();
   if (swa_map_ != nullptr) {
-    swa_map_->AttachSlotTable(nullptr);  // Do not write memory being released.
+    swa_map_->AttachSlotWriter(nullptr);  // Do not write memory being released.
     swa_map_->Reset();
   }
   reset_for_release_ = true;
@@ -567,10 +576,11 @@ absl::Status KvCacheManager::OnResumed() {
   if (!reset_for_release_) RETURN_IF_ERROR(ResetForRelease());
   // Contents after resume are undefined: rewrite the tables we own.
   if (swa_map_ != nullptr) {
-    swa_map_->AttachSlotTable(storage_->full_to_swa());
+    swa_map_->AttachSlotWriter(SlotWriter());
     swa_map_->RewriteSlotTable();
   }
-  storage_->ClearPaddingRow();
+  RETURN_IF_ERROR(storage_->ClearPaddingRow());
+  RETURN_IF_ERROR(storage_->table_status());
   reset_for_release_ = false;
   if (full_alloc_.num_free() != full_alloc_.capacity() ||
       (swa_alloc_.has_value() && swa_alloc_->num_free() != swa_alloc_->capacity())) {
@@ -677,11 +687,25 @@ absl::Status KvCacheManager::CheckSeq(const KvSeq& seq, const std::string& who) 
                              " != walk ", own_full, "/", own_swa));
   }
   if (!storage_->IsReleased() && !reset_for_release_) {
-    const int32_t* row = storage_->req_to_token() +
-                         static_cast<int64_t>(seq.row) * options_.max_context_tokens;
+    std::vector<int32_t> row;
+    RETURN_IF_ERROR(storage_->ReadReqToToken(seq.row, seq.allocated_len, &row));
     for (int32_t i = 0; i < seq.allocated_len; ++i) {
       if (row[i] != seq.full_pages[i / p] * p + i % p) {
         return fail(absl::StrCat("req_to_token[", seq.row, "][", i, "] = ", row[i], " stale"));
+      }
+    }
+    if (swa_alloc_.has_value()) {
+      for (int32_t i = seq.protected_len / p; i < static_cast<int32_t>(seq.full_pages.size());
+           ++i) {
+        std::vector<int32_t> map;
+        RETURN_IF_ERROR(storage_->ReadFullToSwa(int64_t{seq.full_pages[i]} * p, p, &map));
+        const int32_t s = seq.swa_pages[i];
+        for (int32_t o = 0; o < p; ++o) {
+          if (map[o] != (s == kNoSwaSlot ? kNoSwaSlot : s * p + o)) {
+            return fail(absl::StrCat("full_to_swa slot table stale at full page ",
+                                     seq.full_pages[i]));
+          }
+        }
       }
     }
   }
@@ -689,6 +713,7 @@ absl::Status KvCacheManager::CheckSeq(const KvSeq& seq, const std::string& who) 
 }
 
 absl::Status KvCacheManager::Audit() const {
+  RETURN_IF_ERROR(storage_->table_status());
   RETURN_IF_ERROR(CheckConservation());
   RETURN_IF_ERROR(tree_->CheckInvariants());
   const int32_t p = options_.page_size;

@@ -162,7 +162,8 @@ class KvCacheManager {
   // ladder/alignment, tree invariants, tables consistent with bookkeeping.
   absl::Status Audit() const;
 
-  // Storage views for the forward pass.
+  // Storage views for the forward pass. These are device addresses: host
+  // dereferenceable only on the CPU backend.
   LayerKv GetLayerKv(int32_t layer) const { return storage_->GetLayerKv(layer); }
   const int32_t* req_to_token() const { return storage_->req_to_token(); }
   const int32_t* full_to_swa() const { return storage_->full_to_swa(); }
@@ -198,6 +199,7 @@ class KvCacheManager {
                  PageAllocator full, std::optional<PageAllocator> swa);
 
   absl::Status CheckResident(const char* op) const;
+  SwaPageMap::SlotWriter SlotWriter();
   absl::Status MaybeAudit() const;
   // Takes pages for `full` new full (and SWA) pages, evicting as needed.
   absl::Status TakePages(int32_t n, std::vector<int32_t>* full,

@@ -1,6 +1,5 @@
 #include "kvcache/kv_storage.h"
 
-#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -55,7 +54,7 @@ absl::StatusOr<std::unique_ptr<KvStorage>> KvStorage::Create(const Options& opti
     s->full_to_swa_ = static_cast<int32_t*>(m);
     s->table_bytes_ += map_bytes;
   }
-  s->ClearPaddingRow();
+  RETURN_IF_ERROR(s->ClearPaddingRow());
   return s;
 }
 
@@ -68,9 +67,43 @@ KvStorage::~KvStorage() {
 
 bool KvStorage::IsReleased() const { return pool_->IsReleased(engine::MemoryTag::kKvCache); }
 
-void KvStorage::ClearPaddingRow() {
-  if (IsReleased()) return;
-  std::memset(req_to_token_, 0, sizeof(int32_t) * options_.max_context_tokens);
+absl::Status KvStorage::WriteReqToToken(int32_t row, int32_t first, const int32_t* slots,
+                                        int64_t n) {
+  if (n == 0) return absl::OkStatus();
+  int32_t* dst = req_to_token_ + static_cast<int64_t>(row) * options_.max_context_tokens + first;
+  absl::Status s = pool_->backend()->CopyToDevice(dst, slots, n * sizeof(int32_t));
+  if (!s.ok() && table_status_.ok()) table_status_ = s;
+  return s;
+}
+
+absl::Status KvStorage::WriteFullToSwa(int64_t first_slot, const int32_t* values, int64_t n) {
+  if (n == 0 || full_to_swa_ == nullptr) return absl::OkStatus();
+  absl::Status s =
+      pool_->backend()->CopyToDevice(full_to_swa_ + first_slot, values, n * sizeof(int32_t));
+  if (!s.ok() && table_status_.ok()) table_status_ = s;
+  return s;
+}
+
+absl::Status KvStorage::ReadReqToToken(int32_t row, int64_t n, std::vector<int32_t>* out) const {
+  out->resize(n);
+  if (n == 0) return absl::OkStatus();
+  return pool_->backend()->CopyToHost(
+      out->data(), req_to_token_ + static_cast<int64_t>(row) * options_.max_context_tokens,
+      n * sizeof(int32_t));
+}
+
+absl::Status KvStorage::ReadFullToSwa(int64_t first_slot, int64_t n,
+                                      std::vector<int32_t>* out) const {
+  out->resize(n);
+  if (n == 0 || full_to_swa_ == nullptr) return absl::OkStatus();
+  return pool_->backend()->CopyToHost(out->data(), full_to_swa_ + first_slot,
+                                      n * sizeof(int32_t));
+}
+
+absl::Status KvStorage::ClearPaddingRow() {
+  if (IsReleased()) return absl::OkStatus();
+  std::vector<int32_t> zeros(options_.max_context_tokens, 0);
+  return WriteReqToToken(0, 0, zeros.data(), static_cast<int64_t>(zeros.size()));
 }
 
 }  // namespace colo::kvcache

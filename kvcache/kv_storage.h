@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/memory/tagged_pool.h"
 #include "kvcache/kv_layout.h"
@@ -47,12 +48,24 @@ class KvStorage {
   KvStorage& operator=(const KvStorage&) = delete;
 
   LayerKv GetLayerKv(int32_t layer) const { return layers_[layer]; }
+  // Device addresses (host-accessible only on the CPU backend): for the
+  // forward pass. The cache itself writes them through the methods below.
   int32_t* req_to_token() const { return req_to_token_; }
   int32_t* full_to_swa() const { return full_to_swa_; }  // nullptr without SWA.
   // True while the kv_cache tag is released (memory not accessible).
   bool IsReleased() const;
+
+  // Table writes and reads go through the backend's synchronous copies, so
+  // they work whether the tables live in host (CPU) or device (CUDA) memory.
+  // A failed copy is returned and also kept as the sticky table_status():
+  // the device tables are then stale and the engine must treat it as fatal.
+  absl::Status WriteReqToToken(int32_t row, int32_t first, const int32_t* slots, int64_t n);
+  absl::Status WriteFullToSwa(int64_t first_slot, const int32_t* values, int64_t n);
+  absl::Status ReadReqToToken(int32_t row, int64_t n, std::vector<int32_t>* out) const;
+  absl::Status ReadFullToSwa(int64_t first_slot, int64_t n, std::vector<int32_t>* out) const;
   // Zeroes row 0 of the request table (all entries -> padding slot 0).
-  void ClearPaddingRow();
+  absl::Status ClearPaddingRow();
+  const absl::Status& table_status() const { return table_status_; }
   // Bytes allocated from the kv_cache tag, split by purpose.
   int64_t bytes() const { return full_bytes_ + swa_bytes_ + table_bytes_; }
   int64_t full_pool_bytes() const { return full_bytes_; }
@@ -72,6 +85,7 @@ class KvStorage {
   int64_t full_bytes_ = 0;
   int64_t swa_bytes_ = 0;
   int64_t table_bytes_ = 0;
+  absl::Status table_status_;
 };
 
 }  // namespace colo::kvcache
