@@ -181,6 +181,7 @@ class KvCacheManager {
   const KvStorage& storage() const { return *storage_; }
 
  private:
+  friend class KvCacheManagerTestPeer;  // Corrupts state to test the checker.
   struct Request {
     KvSeq seq;
     std::optional<SessionId> session;
