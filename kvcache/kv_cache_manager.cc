@@ -615,6 +615,14 @@ KvUsage KvCacheManager::Usage() const {
   return u;
 }
 
+int64_t KvCacheManager::AvailableTokens() const {
+  int64_t pages = int64_t{full_alloc_.num_free()} + tree_->evictable_full_pages();
+  if (swa_alloc_.has_value()) {
+    pages = std::min<int64_t>(pages, int64_t{swa_alloc_->num_free()} + tree_->evictable_swa_pages());
+  }
+  return pages * options_.page_size;
+}
+
 namespace {
 absl::Status CheckPool(const char* name, const PoolUsage& u) {
   const int64_t sum = u.free + u.evictable + u.protected_pages + u.session_held + u.in_flight;

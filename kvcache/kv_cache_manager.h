@@ -156,6 +156,9 @@ class KvCacheManager {
   int32_t EvictSwa(int32_t swa_pages) { return tree_->EvictSwa(swa_pages); }
 
   KvUsage Usage() const;
+  // Tokens a new allocation can get right now (free + evictable pages, the
+  // smaller of the full and SWA pools), for the scheduler's admission check.
+  int64_t AvailableTokens() const;
   // Cheap: the conservation identity per pool from counters.
   absl::Status CheckConservation() const;
   // O(capacity + tree): single owner per page, leaked pages listed per pool,

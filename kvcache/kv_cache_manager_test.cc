@@ -280,6 +280,7 @@ TEST_F(KvCacheManagerTest, BadInputFailsWithNumbersAndLeaksNothing) {
   EXPECT_THAT(m_->BeginRequest(Seq(200, 4), {}).status(),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("row")));
   ASSERT_OK(m_->Allocate(a.id, Seq(0, 40)));
+  EXPECT_EQ(m_->AvailableTokens(), 6 * 4);
   // 10 of 16 pages used; b needs 10 more: exhausted, nothing changes.
   EXPECT_THAT(m_->Allocate(b.id, Seq(100, 40)),
               StatusIs(absl::StatusCode::kResourceExhausted,
@@ -289,6 +290,7 @@ TEST_F(KvCacheManagerTest, BadInputFailsWithNumbersAndLeaksNothing) {
   EXPECT_OK(m_->Audit());
   ASSERT_OK(m_->Commit(a.id, 40));
   ASSERT_OK(m_->ReleaseRequest(a.id, {.cache = true}));
+  EXPECT_EQ(m_->AvailableTokens(), 16 * 4);  // a's 10 pages are evictable
   // Now b fits by evicting a's cached prefix.
   ASSERT_OK(m_->Allocate(b.id, Seq(100, 40)));
   ASSERT_OK(m_->ReleaseRequest(b.id, {.cache = false}));
