@@ -239,6 +239,13 @@ RadixCache::InsertResult RadixCache::Insert(absl::Span<const int32_t> tokens,
     if (k < n) break;
   }
   result.cached_length = i * p;
+  // A 64-bit hash collision with a different first page (FindChild missed but
+  // the key is taken): keep the rest of the key out rather than orphan a node.
+  if (i < num_pages && node->children.contains(PageHash(tokens.data() + i * p))) {
+    result.inserted_length = i * p;
+    result.node = node;
+    return result;
+  }
   if (i < num_pages) {
     int32_t first_live = i;
     if (swa_mode()) {
