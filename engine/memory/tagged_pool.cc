@@ -72,9 +72,10 @@ struct TaggedPool::Allocation {
   // Physical chunks and their mappings; both empty while released.
   std::vector<PhysicalAllocation> chunks;
   std::vector<Mapping> mappings;
-  // Host copy while released (kHostCopy): host_chunk_bytes_ buffers.
-  std::vector<void*> backup;
-  uint64_t backup_bytes = 0;
+  // Host copy while released (kHostCopy): `bytes` at `backup_offset` of the
+  // tag's BackupStream.
+  bool has_backup = false;
+  uint64_t backup_offset = 0;
 
   bool mapped() const { return !mappings.empty(); }
   char* base() const { return static_cast<char*>(va.base()); }
@@ -106,9 +107,9 @@ TaggedPool::~TaggedPool() {
   absl::MutexLock lock(&mu_);
   for (auto& [ptr, a] : allocations_) {
     UnmapAllocationLocked(*a).IgnoreError();  // errors are logged
-    DropBackupLocked(*a);
   }
   allocations_.clear();  // frees the reservations
+  for (MemoryTag tag : AllMemoryTags()) DropTagBackupLocked(tag);
   for (void* buffer : idle_host_buffers_) {
     absl::Status s = options_.backend->FreeHost(buffer, host_chunk_bytes_);
     if (!s.ok()) COLO_LOG(ERROR) << "freeing host backup buffer: " << s;
@@ -170,8 +171,9 @@ absl::Status TaggedPool::Free(void* ptr) {
         "TaggedPool::Free(%p): not an allocation of this pool", ptr));
   }
   Allocation& a = *it->second;
+  // A backup slice of a released allocation just becomes dead space in the
+  // tag's stream until the tag is resumed.
   absl::Status s = UnmapAllocationLocked(a);
-  DropBackupLocked(a);
   absl::Status va = a.va.Reset();
   if (s.ok()) s = va;
   allocations_.erase(it);
@@ -239,51 +241,66 @@ absl::StatusOr<void*> TaggedPool::TakeHostBufferLocked() {
     idle_host_buffers_.pop_back();
     return buffer;
   }
-  absl::StatusOr<void*> buffer = options_.backend->AllocateHost(host_chunk_bytes_);
+  absl::StatusOr<void*> buffer =
+      options_.backend->AllocateHost(host_chunk_bytes_);
   if (buffer.ok()) host_buffers_total_ += host_chunk_bytes_;
   return buffer;
 }
 
-void TaggedPool::ReturnHostBufferLocked(void* buffer) {
-  idle_host_buffers_.push_back(buffer);
-}
-
 absl::Status TaggedPool::BackupAllocationLocked(Allocation& a) {
   DeviceBackend* b = options_.backend;
-  for (size_t offset = 0; offset < a.bytes; offset += host_chunk_bytes_) {
-    const size_t n = std::min(host_chunk_bytes_, a.bytes - offset);
-    absl::StatusOr<void*> buffer = TakeHostBufferLocked();
-    if (!buffer.ok()) {
-      DropBackupLocked(a);
-      return buffer.status();
+  BackupStream& stream = backups_[Index(a.tag)];
+  const uint64_t start = stream.used;
+  uint64_t done = 0;
+  while (done < a.bytes) {
+    const uint64_t pos = start + done;
+    const size_t index = pos / host_chunk_bytes_;
+    const size_t within = pos % host_chunk_bytes_;
+    while (stream.buffers.size() <= index) {
+      absl::StatusOr<void*> buffer = TakeHostBufferLocked();
+      if (!buffer.ok()) return buffer.status();
+      stream.buffers.push_back(*buffer);
     }
-    a.backup.push_back(*buffer);
-    absl::Status s = b->CopyToHost(*buffer, a.base() + offset, n);
-    if (!s.ok()) {
-      DropBackupLocked(a);
-      return s;
-    }
-    a.backup_bytes += n;
+    const size_t n = std::min<uint64_t>(host_chunk_bytes_ - within,
+                                        a.bytes - done);
+    absl::Status s = b->CopyToHost(
+        static_cast<char*>(stream.buffers[index]) + within, a.base() + done, n);
+    if (!s.ok()) return s;
+    done += n;
   }
+  stream.used = start + a.bytes;
+  a.has_backup = true;
+  a.backup_offset = start;
   return absl::OkStatus();
 }
 
 absl::Status TaggedPool::RestoreAllocationLocked(Allocation& a) {
   DeviceBackend* b = options_.backend;
-  size_t offset = 0;
-  for (void* buffer : a.backup) {
-    const size_t n = std::min(host_chunk_bytes_, a.bytes - offset);
-    absl::Status s = b->CopyToDevice(a.base() + offset, buffer, n);
+  const BackupStream& stream = backups_[Index(a.tag)];
+  uint64_t done = 0;
+  while (done < a.bytes) {
+    const uint64_t pos = a.backup_offset + done;
+    const size_t index = pos / host_chunk_bytes_;
+    const size_t within = pos % host_chunk_bytes_;
+    const size_t n = std::min<uint64_t>(host_chunk_bytes_ - within,
+                                        a.bytes - done);
+    absl::Status s = b->CopyToDevice(
+        a.base() + done, static_cast<const char*>(stream.buffers[index]) + within,
+        n);
     if (!s.ok()) return s;
-    offset += n;
+    done += n;
   }
   return absl::OkStatus();
 }
 
-void TaggedPool::DropBackupLocked(Allocation& a) {
-  for (void* buffer : a.backup) ReturnHostBufferLocked(buffer);
-  a.backup.clear();
-  a.backup_bytes = 0;
+void TaggedPool::DropTagBackupLocked(MemoryTag tag) {
+  BackupStream& stream = backups_[Index(tag)];
+  for (void* buffer : stream.buffers) idle_host_buffers_.push_back(buffer);
+  stream.buffers.clear();
+  stream.used = 0;
+  for (auto& [ptr, a] : allocations_) {
+    if (a->tag == tag) a->has_backup = false;
+  }
 }
 
 absl::StatusOr<ReleaseReport> TaggedPool::Release(
@@ -300,25 +317,25 @@ absl::StatusOr<ReleaseReport> TaggedPool::Release(
 
   // Phase 1: host copies for every tag that wants them. Nothing is unmapped
   // yet, so a failure here leaves every tag resident.
-  std::vector<Allocation*> backed_up;
+  std::vector<MemoryTag> backed_up_tags;
   std::vector<absl::Duration> backup_time(kNumMemoryTags);
   for (MemoryTag tag : *tags) {
     if (state_[Index(tag)] == TagState::kReleased) continue;
     if (options_.backup[Index(tag)] != BackupPolicy::kHostCopy) continue;
     if (options_.debug_skip_release_tag == tag) continue;
     const absl::Time t0 = absl::Now();
+    backed_up_tags.push_back(tag);
     for (auto& [ptr, a] : allocations_) {
       if (a->tag != tag || !a->mapped()) continue;
       s = BackupAllocationLocked(*a);
       if (!s.ok()) {
-        for (Allocation* done : backed_up) DropBackupLocked(*done);
+        for (MemoryTag done : backed_up_tags) DropTagBackupLocked(done);
         return absl::Status(
             s.code(), absl::StrCat("Release: host backup of '", a->name,
                                    "' (tag ", MemoryTagName(tag), ", ",
                                    a->bytes, " bytes) failed, nothing "
                                    "released: ", s.message()));
       }
-      backed_up.push_back(a.get());
     }
     backup_time[Index(tag)] = absl::Now() - t0;
   }
@@ -338,7 +355,7 @@ absl::StatusOr<ReleaseReport> TaggedPool::Release(
     for (auto& [ptr, a] : allocations_) {
       if (a->tag != tag || !a->mapped()) continue;
       r.bytes_freed += a->bytes;
-      r.backup_bytes += a->backup_bytes;
+      if (a->has_backup) r.backup_bytes += a->bytes;
       if (lie) continue;
       absl::Status u = UnmapAllocationLocked(*a);
       if (!u.ok() && unmap_error.ok()) {
@@ -406,13 +423,13 @@ absl::StatusOr<ResumeReport> TaggedPool::Resume(
       }
       mapped_here.push_back(a.get());
       r.bytes_mapped += a->bytes;
-      if (!a->backup.empty()) {
+      if (a->has_backup) {
         s = RestoreAllocationLocked(*a);
         if (!s.ok()) {
           return rollback(s, absl::StrCat("restoring '", a->name, "' (tag ",
                                           MemoryTagName(tag), ")"));
         }
-        r.bytes_restored += a->backup_bytes;
+        r.bytes_restored += a->bytes;
       }
     }
     r.duration = absl::Now() - t0;
@@ -422,9 +439,10 @@ absl::StatusOr<ResumeReport> TaggedPool::Resume(
   if (!s.ok()) return rollback(s, "synchronize");
   // Commit: every requested tag is resident; host copies go back to the pool.
   for (const TagResumeReport& r : report.tags) {
+    if (r.no_op) continue;
     state_[Index(r.tag)] = TagState::kResident;
+    DropTagBackupLocked(r.tag);
   }
-  for (Allocation* a : mapped_here) DropBackupLocked(*a);
   report.duration = absl::Now() - start;
   return report;
 }
@@ -452,7 +470,7 @@ PoolInfo TaggedPool::Info() const {
       ++t.allocation_count;
       t.reserved_bytes += a->bytes;
       if (a->mapped() && !lie) t.resident_bytes += a->bytes;
-      t.backup_bytes += a->backup_bytes;
+      if (a->has_backup) t.backup_bytes += a->bytes;
     }
     info.tags.push_back(t);
   }

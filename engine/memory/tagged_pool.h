@@ -7,8 +7,11 @@
 // until Free().
 //
 //   Release(tags): synchronize the device; for each tag whose backup policy is
-//     kHostCopy, copy every allocation to pooled host buffers (chunked; the
-//     buffers are kept and reused on the next cycle); then unmap and free all
+//     kHostCopy, copy every allocation into that tag's host backup stream:
+//     allocations are packed back to back across pooled host buffers of
+//     host_chunk_bytes each (so a tag wastes at most one partly used buffer,
+//     however many small allocations it has; the buffers are kept and reused
+//     on the next cycle); then unmap and free all
 //     physical memory of the tags. VA ranges stay reserved. A tag already
 //     released is reported as no_op. If a backup copy fails nothing is
 //     released (all-or-nothing). If the backend fails to unmap or free a
@@ -118,8 +121,8 @@ class TaggedPool {
     // Physical memory is created and mapped in chunks of at most this many
     // bytes (rounded up to granularity). 0 = 64 MiB.
     size_t physical_chunk_bytes = 0;
-    // Host backup copies run through pooled staging buffers of this size
-    // (rounded up to granularity). 0 = 64 MiB.
+    // Size of each pooled host backup buffer (rounded up to granularity); each
+    // copy moves at most this many bytes. 0 = 64 MiB.
     size_t host_chunk_bytes = 0;
     // Allocations larger than this are INVALID_ARGUMENT. 0 = 1 TiB.
     size_t max_allocation_bytes = 0;
@@ -178,14 +181,20 @@ class TaggedPool {
   // first error.
   absl::Status UnmapAllocationLocked(Allocation& a)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A tag's host copy: allocations packed back to back over `buffers`.
+  struct BackupStream {
+    std::vector<void*> buffers;  // host_chunk_bytes_ each
+    uint64_t used = 0;           // bytes appended so far
+  };
+  // Appends `a`'s bytes to its tag's stream and records the offset.
   absl::Status BackupAllocationLocked(Allocation& a)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RestoreAllocationLocked(Allocation& a)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DropBackupLocked(Allocation& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns the tag's buffers to the idle pool and forgets every offset.
+  void DropTagBackupLocked(MemoryTag tag) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<void*> TakeHostBufferLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReturnHostBufferLocked(void* buffer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const Options options_;
@@ -197,6 +206,7 @@ class TaggedPool {
   absl::flat_hash_map<void*, std::unique_ptr<Allocation>> allocations_
       ABSL_GUARDED_BY(mu_);
   std::array<TagState, kNumMemoryTags> state_ ABSL_GUARDED_BY(mu_);
+  std::array<BackupStream, kNumMemoryTags> backups_ ABSL_GUARDED_BY(mu_);
   // Idle host staging buffers of host_chunk_bytes_ each.
   std::vector<void*> idle_host_buffers_ ABSL_GUARDED_BY(mu_);
   uint64_t host_buffers_total_ ABSL_GUARDED_BY(mu_) = 0;

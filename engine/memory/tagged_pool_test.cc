@@ -168,6 +168,33 @@ TEST_F(TaggedPoolTest, HostCopyTagIsBitExactAfterResume) {
   EXPECT_EQ(pool->Info().host_pool_bytes, 0u);
 }
 
+TEST_F(TaggedPoolTest, SmallAllocationsArePackedIntoFewHostBuffers) {
+  TaggedPool::Options options;
+  options.backend = cpu_.get();
+  options.backup[Idx(MemoryTag::kWeights)] = BackupPolicy::kHostCopy;
+  options.host_chunk_bytes = 16 * kMiB;
+  ASSERT_OK_AND_ASSIGN(auto pool, TaggedPool::Create(options));
+  std::vector<void*> ptrs;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_OK_AND_ASSIGN(void* p, pool->Allocate(MemoryTag::kWeights, 2 * kMiB, "t"));
+    Fill(p, 2 * kMiB, 100 + i);
+    ptrs.push_back(p);
+  }
+  ASSERT_OK_AND_ASSIGN(ReleaseReport r, pool->Release({MemoryTag::kWeights}));
+  EXPECT_EQ(r.tags[0].backup_bytes, 20 * kMiB);
+  // 20 MiB packed into two 16 MiB buffers, not ten.
+  EXPECT_EQ(pool->Info().host_pool_bytes, 32 * kMiB);
+  // Freeing one while released leaves the others' backups intact.
+  ASSERT_OK(pool->Free(ptrs[3]));
+  EXPECT_EQ(pool->Info().tags[1].backup_bytes, 18 * kMiB);
+  ASSERT_OK_AND_ASSIGN(ResumeReport s, pool->Resume({MemoryTag::kWeights}));
+  EXPECT_EQ(s.tags[0].bytes_restored, 18 * kMiB);
+  for (int i = 0; i < 10; ++i) {
+    if (i == 3) continue;
+    EXPECT_TRUE(Matches(ptrs[i], 2 * kMiB, 100 + i)) << "allocation " << i;
+  }
+}
+
 TEST_F(TaggedPoolTest, RepeatReleaseAndResumeAreReportedNoOps) {
   auto pool = MakePool(cpu_.get(), BackupPolicy::kDiscard);
   ASSERT_OK(pool->Allocate(MemoryTag::kKvCache, 4 * kMiB, "k").status());
