@@ -1,0 +1,126 @@
+// TransformerModel: the batched forward pass of a decoder-only transformer
+// (Llama / Mistral / Qwen2 / Qwen3 layout) on the CPU, over a paged KV cache.
+//
+// The scheduler calls Forward() with a batch of requests. Request r has
+// `cached_len` tokens whose KV is already in the cache (positions
+// 0..cached_len-1) and `new_tokens` at positions cached_len..; prefill,
+// extend-over-a-cached-prefix and decode are the same call. For every
+// position 0..cached_len+len(new_tokens)-1, `slots` gives the token's slot in
+// the *full* KV pool (req_to_token row). Forward writes the new tokens' K/V at
+// their slots (sliding layers: at full_to_swa[slot] in the SWA pool), attends
+// causally (sliding layers: the last `sliding_window` positions only), and
+// returns the next-token logits and/or a sampled token with its logprob for
+// each request (from the last new token).
+//
+// The KV memory is described by KvCacheView (kvcache/kv_layout.h LayerKv per
+// layer), so the model does not depend on the cache's bookkeeping classes.
+//
+// Determinism: each token's computation (GEMMs via kernels::Linear, norms,
+// attention per (token, head), sampling with a counter-based RNG) does not
+// depend on which other requests are in the batch or on threading, so a
+// request produces bit-identical logits alone or in any batch.
+//
+// Transient buffers (activations) come from the CachingAllocator and are
+// returned before Forward returns. Weights live in the TaggedPool `weights`
+// tag (ModelWeights).
+//
+// Thread-compatible: one Forward at a time; weight overwrites must not run
+// concurrently with Forward.
+//
+// Errors: INVALID_ARGUMENT for malformed batches (empty request, token out of
+// vocabulary, slot lists too short, a slot outside its pool, an unmapped SWA
+// slot inside the window, a KV view that does not match the config);
+// RESOURCE_EXHAUSTED when transient memory cannot be allocated.
+#ifndef COLO_ENGINE_MODEL_FORWARD_H_
+#define COLO_ENGINE_MODEL_FORWARD_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/memory/caching_allocator.h"
+#include "engine/memory/tagged_pool.h"
+#include "engine/model/model_config.h"
+#include "engine/model/model_weights.h"
+#include "kernels/cpu/sampling.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kvcache/kv_layout.h"
+
+namespace colo {
+namespace engine {
+
+// Where the KV cache lives. Not owned.
+struct KvCacheView {
+  // One per model layer; layers[i].sliding must match the config's layer
+  // type; float32 only.
+  std::vector<kvcache::LayerKv> layers;
+  // Full slot -> SWA slot (kvcache::kNoSwaSlot when unmapped). Required when
+  // the model has sliding layers.
+  const int32_t* full_to_swa = nullptr;
+  int64_t full_to_swa_size = 0;
+};
+
+struct ForwardRequest {
+  int64_t cached_len = 0;
+  absl::Span<const int32_t> new_tokens;  // at least one token
+  // Full-pool slot of every position in [0, cached_len + new_tokens.size()).
+  absl::Span<const int32_t> slots;
+  kernels::SamplingParams sampling;
+  // Index of this draw for the request's RNG (tokens generated so far).
+  uint64_t sample_step = 0;
+};
+
+struct ForwardOptions {
+  bool sample = true;          // fill ForwardResult::tokens
+  bool return_logits = false;  // fill ForwardResult::logits
+};
+
+struct ForwardResult {
+  std::vector<kernels::SampledToken> tokens;  // one per request
+  std::vector<float> logits;                  // [num_requests][vocab]
+};
+
+class TransformerModel {
+ public:
+  struct Options {
+    // Directory with config.json and model.safetensors (or an index).
+    std::string model_dir;
+    TaggedPool* weights_pool = nullptr;      // required; weights tag
+    CachingAllocator* allocator = nullptr;   // required; activations
+    kernels::ThreadPool* threads = nullptr;  // null = ThreadPool::Default()
+  };
+
+  // Loads config.json and the safetensors weights.
+  static absl::StatusOr<std::unique_ptr<TransformerModel>> Load(
+      const Options& options);
+  // Wraps already-built weights (tests, weight-update paths).
+  static absl::StatusOr<std::unique_ptr<TransformerModel>> Create(
+      std::unique_ptr<ModelWeights> weights, CachingAllocator* allocator,
+      kernels::ThreadPool* threads);
+
+  const ModelConfig& config() const { return weights_->config(); }
+  ModelWeights& weights() { return *weights_; }
+
+  absl::StatusOr<ForwardResult> Forward(
+      absl::Span<const ForwardRequest> batch, const KvCacheView& kv,
+      const ForwardOptions& options = ForwardOptions());
+
+ private:
+  TransformerModel(std::unique_ptr<ModelWeights> weights,
+                   CachingAllocator* allocator, kernels::ThreadPool* threads);
+  absl::Status Validate(absl::Span<const ForwardRequest> batch,
+                        const KvCacheView& kv) const;
+
+  std::unique_ptr<ModelWeights> weights_;
+  CachingAllocator* const allocator_;
+  kernels::ThreadPool* const threads_;
+  std::vector<double> inv_freq_;
+};
+
+}  // namespace engine
+}  // namespace colo
+
+#endif  // COLO_ENGINE_MODEL_FORWARD_H_
