@@ -236,6 +236,14 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   }
   kernels::RopeCosSin(inv_freq_, positions.data(), T, cos_t, sin_t);
 
+  auto linear = [&](const float* x, int64_t m, int64_t k, const float* w,
+                    int64_t n, const float* bias, float* y) {
+    if (!batch_invariant_ && m > 1) {
+      kernels::LinearBlas(x, m, k, w, n, bias, y);
+    } else {
+      kernels::Linear(x, m, k, w, n, bias, y, pool);
+    }
+  };
   auto rows = [&](int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
     pool->ParallelFor(n, 1, fn);
   };
@@ -250,7 +258,7 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
     rows(T, [&](int64_t b, int64_t e) {
       kernels::RmsNorm(hidden + b * H, e - b, H, L.input_norm, eps, normed + b * H);
     });
-    kernels::Linear(normed, T, H, L.qkv, QKV, L.qkv_bias, qkv, pool);
+    linear(normed, T, H, L.qkv, QKV, L.qkv_bias, qkv);
     // q/k norm, RoPE, and KV write, per token.
     rows(T, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
@@ -291,16 +299,16 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
                            attn + t * Q + int64_t{h} * hd);
       }
     });
-    kernels::Linear(attn, T, Q, L.o, H, L.o_bias, normed, pool);
+    linear(attn, T, Q, L.o, H, L.o_bias, normed);
     rows(T, [&](int64_t b, int64_t e) {
       AddInPlace(hidden + b * H, normed + b * H, (e - b) * H);
       kernels::RmsNorm(hidden + b * H, e - b, H, L.post_norm, eps, normed + b * H);
     });
-    kernels::Linear(normed, T, H, L.gate_up, 2 * I, nullptr, gate_up, pool);
+    linear(normed, T, H, L.gate_up, 2 * I, nullptr, gate_up);
     rows(T, [&](int64_t b, int64_t e) {
       kernels::SwiGlu(gate_up + b * 2 * I, e - b, I, act + b * I);
     });
-    kernels::Linear(act, T, I, L.down, H, nullptr, normed, pool);
+    linear(act, T, I, L.down, H, nullptr, normed);
     rows(T, [&](int64_t b, int64_t e) {
       AddInPlace(hidden + b * H, normed + b * H, (e - b) * H);
     });
@@ -314,7 +322,7 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   for (int r = 0; r < num_requests; ++r) {
     kernels::RmsNorm(hidden + last_token[r] * H, 1, H, W.final_norm(), eps, last + r * H);
   }
-  kernels::Linear(last, num_requests, H, W.lm_head(), V, nullptr, logits, pool);
+  linear(last, num_requests, H, W.lm_head(), V, nullptr, logits);
 
   ForwardResult result;
   if (options.sample) {

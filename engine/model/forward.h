@@ -102,6 +102,14 @@ class TransformerModel {
       kernels::ThreadPool* threads);
 
   const ModelConfig& config() const { return weights_->config(); }
+
+  // Batch invariance (the default) runs every GEMM with kernels::Linear.
+  // When false, GEMMs with more than one row use OpenBLAS (LinearBlas):
+  // faster prefill and large-batch decode, but a request's logits then
+  // depend (in the last bits) on the batch it ran in. Not thread-safe with
+  // Forward.
+  void set_batch_invariant(bool on) { batch_invariant_ = on; }
+  bool batch_invariant() const { return batch_invariant_; }
   ModelWeights& weights() { return *weights_; }
 
   absl::StatusOr<ForwardResult> Forward(
@@ -118,6 +126,7 @@ class TransformerModel {
   CachingAllocator* const allocator_;
   kernels::ThreadPool* const threads_;
   std::vector<double> inv_freq_;
+  bool batch_invariant_ = true;
 };
 
 }  // namespace engine

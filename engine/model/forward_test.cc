@@ -30,9 +30,11 @@ std::unique_ptr<TransformerModel> LoadTiny(ModelTestEnv& env, const TinyModelOpt
 }
 
 // Logits of the colo forward equal a double-precision dense reference.
-void CheckAgainstReference(const TinyModelOptions& o, const std::string& name) {
+void CheckAgainstReference(const TinyModelOptions& o, const std::string& name,
+                           bool batch_invariant = true) {
   ModelTestEnv env;
   auto model = LoadTiny(env, o, name);
+  model->set_batch_invariant(batch_invariant);
   std::vector<int32_t> tokens = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8};
   auto ref = ReferenceForward(model->weights(), tokens);
   ASSERT_OK_AND_ASSIGN(auto kv, SimpleKvCache::Create(model->config(), 64, env.pool.get()));
@@ -62,6 +64,7 @@ TEST(ForwardTest, MatchesDenseReferenceLlama) {
   o.arch = "llama";
   o.layers = 2;
   CheckAgainstReference(o, "fwd_llama");
+  CheckAgainstReference(o, "fwd_llama_blas", /*batch_invariant=*/false);
 }
 
 TEST(ForwardTest, MatchesDenseReferenceQwen3QkNorm) {

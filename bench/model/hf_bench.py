@@ -1,0 +1,49 @@
+#!/usr/bin/python3
+"""transformers baseline for bench/model/model_bench: decode tokens/s at
+batch 1, 8, 32 (greedy generate, fp32, CPU) and prefill tokens/s, on the same
+model directory. Usage: hf_bench.py MODEL_DIR [prompt_len decode_steps prefill_len]"""
+import os
+import sys
+import time
+
+import torch
+import transformers
+import transformers.generation.utils as _gen_utils
+from safetensors.torch import load_file
+
+_gen_utils.is_fsdp_managed_module = lambda module: False  # torch 1.13 / py3.11
+
+
+def main():
+    d = sys.argv[1]
+    prompt_len, steps, prefill_len = (int(x) for x in (sys.argv[2:5] or [64, 16, 256]))
+    if os.environ.get("HF_THREADS"):
+        torch.set_num_threads(int(os.environ["HF_THREADS"]))
+    config = transformers.AutoConfig.from_pretrained(d)
+    model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    model.load_state_dict(load_file(os.path.join(d, "model.safetensors")), strict=False)
+    model.eval()
+    print("torch threads %d, transformers %s" % (torch.get_num_threads(), transformers.__version__))
+    v = config.vocab_size
+    with torch.no_grad():
+        ids = torch.tensor([[(i * 7919 + 13) % v for i in range(prefill_len)]])
+        model(ids)
+        t0 = time.time()
+        model(ids)
+        dt = time.time() - t0
+        print("prefill len %d: %.1f tokens/s (%.3f s)" % (prefill_len, prefill_len / dt, dt))
+        for b in (1, 8, 32):
+            ids = torch.tensor([[((i * 1000 + t) * 7919 + 13) % v for t in range(prompt_len)] for i in range(b)])
+            kw = dict(do_sample=False, pad_token_id=0, eos_token_id=None,
+                      attention_mask=torch.ones_like(ids))
+            t0 = time.time()
+            model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
+            t_prefill = time.time() - t0
+            t0 = time.time()
+            model.generate(ids, max_new_tokens=steps + 1, min_new_tokens=steps + 1, **kw)
+            dt = time.time() - t0 - t_prefill
+            print("decode batch %d: %.1f tokens/s (%.1f ms/step)" % (b, b * steps / dt, 1000 * dt / steps))
+
+
+if __name__ == "__main__":
+    main()
