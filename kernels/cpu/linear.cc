@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace colo {
 namespace kernels {
@@ -59,6 +60,43 @@ COLO_AVX2 void TileAvx2(const float* x, int64_t ldx, const float* w,
     for (int c = 0; c < C; ++c) out[r * C + c] = HorizontalSum(acc[r][c]);
 }
 
+#define COLO_AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+// Same contract as TileAvx2 with 16 lanes: per element one accumulator,
+// masked tail, fixed reduction (reduce 16 -> 8 lanes, then HorizontalSum).
+template <int R, int C>
+COLO_AVX512 void TileAvx512(const float* x, int64_t ldx, const float* w,
+                            int64_t ldw, int64_t k, float* out) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  int64_t kk = 0;
+  for (; kk + 16 <= k; kk += 16) {
+    __m512 wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = _mm512_loadu_ps(w + c * ldw + kk);
+    for (int r = 0; r < R; ++r) {
+      __m512 xv = _mm512_loadu_ps(x + r * ldx + kk);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
+    }
+  }
+  if (kk < k) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (k - kk)) - 1);
+    __m512 wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = _mm512_maskz_loadu_ps(mask, w + c * ldw + kk);
+    for (int r = 0; r < R; ++r) {
+      __m512 xv = _mm512_maskz_loadu_ps(mask, x + r * ldx + kk);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      alignas(64) float lanes[16];
+      _mm512_store_ps(lanes, acc[r][c]);
+      out[r * C + c] = HorizontalSum(
+          _mm256_add_ps(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8)));
+    }
+}
+
 float DotScalar(const float* a, const float* b, int64_t k) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t kk = 0;
@@ -68,6 +106,14 @@ float DotScalar(const float* a, const float* b, int64_t k) {
   float s0 = (acc[0] + acc[4]) + (acc[2] + acc[6]);
   float s1 = (acc[1] + acc[5]) + (acc[3] + acc[7]);
   return s0 + s1;
+}
+
+bool HasAvx512() {
+  static const bool has = __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx2") &&
+                          __builtin_cpu_supports("fma") &&
+                          std::getenv("COLO_DISABLE_AVX512") == nullptr;
+  return has;
 }
 
 bool HasAvx2() {
@@ -94,6 +140,44 @@ COLO_AVX2 void RowsAvx2(const float* x, int64_t k, const float* w, int64_t n0,
     TileAvx2<R, 1>(x, k, w + c * k, k, k, tile);
     for (int r = 0; r < R; ++r) y[r * ldy + c] = tile[r];
   }
+}
+
+template <int R>
+COLO_AVX512 void RowsAvx512(const float* x, int64_t k, const float* w, int64_t n0,
+                            int64_t n1, float* y, int64_t ldy) {
+  float tile[R * kTileCols];
+  int64_t c = n0;
+  for (; c + kTileCols <= n1; c += kTileCols) {
+    TileAvx512<R, kTileCols>(x, k, w + c * k, k, k, tile);
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < kTileCols; ++j) y[r * ldy + c + j] = tile[r * kTileCols + j];
+  }
+  for (; c < n1; ++c) {
+    TileAvx512<R, 1>(x, k, w + c * k, k, k, tile);
+    for (int r = 0; r < R; ++r) y[r * ldy + c] = tile[r];
+  }
+}
+
+COLO_AVX512 void LinearRangeAvx512(const float* x, int64_t m, int64_t k,
+                                   const float* w, int64_t n0, int64_t n1,
+                                   float* y, int64_t n) {
+  for (int64_t rb = 0; rb < m; rb += kRowBlock) {
+    int64_t re = std::min(m, rb + kRowBlock);
+    constexpr int64_t kColBlock = 64;
+    for (int64_t cb = n0; cb < n1; cb += kColBlock) {
+      int64_t ce = std::min(n1, cb + kColBlock);
+      int64_t r = rb;
+      for (; r + kTileRows <= re; r += kTileRows)
+        RowsAvx512<kTileRows>(x + r * k, k, w, cb, ce, y + r * n, n);
+      for (; r < re; ++r) RowsAvx512<1>(x + r * k, k, w, cb, ce, y + r * n, n);
+    }
+  }
+}
+
+COLO_AVX512 float DotAvx512(const float* a, const float* b, int64_t k) {
+  float out;
+  TileAvx512<1, 1>(a, k, b, k, k, &out);
+  return out;
 }
 
 COLO_AVX2 void LinearRangeAvx2(const float* x, int64_t m, int64_t k,
@@ -130,17 +214,21 @@ COLO_AVX2 float DotAvx2(const float* a, const float* b, int64_t k) {
 bool LinearUsesAvx2() { return HasAvx2(); }
 
 float DotProduct(const float* a, const float* b, int64_t k) {
+  if (HasAvx512()) return DotAvx512(a, b, k);
   return HasAvx2() ? DotAvx2(a, b, k) : DotScalar(a, b, k);
 }
 
 void Linear(const float* x, int64_t m, int64_t k, const float* w, int64_t n,
             const float* bias, float* y, ThreadPool* pool) {
   if (m <= 0 || n <= 0) return;
+  const bool avx512 = HasAvx512();
   const bool avx2 = HasAvx2();
   auto body = [&](int64_t c0, int64_t c1) {
     // Work on columns [c0*4, c1*4).
     int64_t n0 = c0 * kTileCols, n1 = std::min(n, c1 * kTileCols);
-    if (avx2) {
+    if (avx512) {
+      LinearRangeAvx512(x, m, k, w, n0, n1, y, n);
+    } else if (avx2) {
       LinearRangeAvx2(x, m, k, w, n0, n1, y, n);
     } else {
       LinearRangeScalar(x, m, k, w, n0, n1, y, n);
