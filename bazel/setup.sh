@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what colo needs to build, test and run, from Debian's packages
+# (and transformers from PyPI for the Hugging Face parity test). Idempotent
+# and fast when everything is present. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  bazel-bootstrap libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev nlohmann-json3-dev
+  libopenblas-dev python3-grpcio python3-protobuf python3-numpy python3-torch python3-pip
+  clang openssl
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if ! /usr/bin/python3 -c "import transformers" 2>/dev/null; then
+  echo "setup: installing tests/parity/requirements.txt" >&2
+  /usr/bin/python3 -m pip install -q --break-system-packages -r tests/parity/requirements.txt
+fi
+echo "setup: ok" >&2
