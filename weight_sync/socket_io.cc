@@ -1,0 +1,136 @@
+#include "weight_sync/socket_io.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+
+namespace colo {
+namespace weight_sync {
+namespace {
+
+// Polls `fd` for `events` until the deadline. OK when ready.
+absl::Status WaitReady(int fd, short events, absl::Time deadline,
+                       const std::string& peer, const char* what) {
+  while (true) {
+    int timeout_ms = -1;
+    if (deadline != absl::InfiniteFuture()) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("timed out ", what, " ", peer));
+      }
+      timeout_ms = static_cast<int>(
+          std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1 << 30));
+    }
+    pollfd p{fd, events, 0};
+    const int r = poll(&p, 1, timeout_ms);
+    if (r > 0) return absl::OkStatus();
+    if (r < 0 && errno != EINTR) {
+      return absl::UnavailableError(
+          absl::StrCat("poll() ", what, " ", peer, ": ", strerror(errno)));
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status SendAll(int fd, const void* data, size_t n, absl::Time deadline,
+                     const std::string& peer) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    absl::Status st = WaitReady(fd, POLLOUT, deadline, peer, "sending to");
+    if (!st.ok()) return st;
+    const ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      return absl::UnavailableError(
+          absl::StrCat("send() to ", peer, ": ", strerror(errno)));
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RecvAll(int fd, void* data, size_t n, absl::Time deadline,
+                     const std::string& peer) {
+  char* p = static_cast<char*>(data);
+  while (n > 0) {
+    absl::Status st = WaitReady(fd, POLLIN, deadline, peer, "receiving from");
+    if (!st.ok()) return st;
+    const ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
+    if (r == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("connection closed by ", peer));
+    }
+    if (r < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      return absl::UnavailableError(
+          absl::StrCat("recv() from ", peer, ": ", strerror(errno)));
+    }
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SendString(int fd, const std::string& s, absl::Time deadline,
+                        const std::string& peer) {
+  const uint32_t len = static_cast<uint32_t>(s.size());
+  unsigned char hdr[4] = {static_cast<unsigned char>(len),
+                          static_cast<unsigned char>(len >> 8),
+                          static_cast<unsigned char>(len >> 16),
+                          static_cast<unsigned char>(len >> 24)};
+  absl::Status st = SendAll(fd, hdr, 4, deadline, peer);
+  if (!st.ok()) return st;
+  return SendAll(fd, s.data(), s.size(), deadline, peer);
+}
+
+absl::StatusOr<std::string> RecvString(int fd, absl::Time deadline,
+                                       const std::string& peer) {
+  unsigned char hdr[4];
+  absl::Status st = RecvAll(fd, hdr, 4, deadline, peer);
+  if (!st.ok()) return st;
+  const uint32_t len = hdr[0] | (hdr[1] << 8) | (hdr[2] << 16) |
+                       (static_cast<uint32_t>(hdr[3]) << 24);
+  constexpr uint32_t kMaxLen = 64u << 20;
+  if (len > kMaxLen) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("message of ", len, " bytes from ", peer, " exceeds ",
+                     kMaxLen, " (not a colo rendezvous peer?)"));
+  }
+  std::string s(len, '\0');
+  st = RecvAll(fd, s.data(), len, deadline, peer);
+  if (!st.ok()) return st;
+  return s;
+}
+
+absl::StatusOr<std::string> ResolveIpv4(const std::string& host) {
+  if (host.empty() || host == "0.0.0.0") return std::string("0.0.0.0");
+  addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot resolve \"", host, "\" to an IPv4 address: ", gai_strerror(rc)));
+  }
+  char buf[INET_ADDRSTRLEN];
+  const auto* sin = reinterpret_cast<const sockaddr_in*>(res->ai_addr);
+  inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
+  freeaddrinfo(res);
+  return std::string(buf);
+}
+
+}  // namespace weight_sync
+}  // namespace colo
