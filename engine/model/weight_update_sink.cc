@@ -1,0 +1,197 @@
+#include "engine/model/weight_update_sink.h"
+
+#include <cstring>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "proto/base/logging.h"
+
+namespace colo {
+namespace engine {
+
+using weight_sync::ShapeToString;
+using weight_sync::TensorSpec;
+using weight_sync::WireDtypeName;
+
+absl::StatusOr<std::unique_ptr<ModelWeightUpdateSink>>
+ModelWeightUpdateSink::Create(const Options& options) {
+  if (options.weights == nullptr || options.allocator == nullptr) {
+    return absl::InvalidArgumentError(
+        "ModelWeightUpdateSink needs weights and an allocator");
+  }
+  return std::unique_ptr<ModelWeightUpdateSink>(new ModelWeightUpdateSink(options));
+}
+
+ModelWeightUpdateSink::~ModelWeightUpdateSink() { FreeShadows(); }
+
+std::vector<TensorSpec> ModelWeightUpdateSink::ExpectedTensors() const {
+  std::vector<TensorSpec> out;
+  for (const WeightInfo& w : options_.weights->List()) {
+    TensorSpec s;
+    s.name = w.name;
+    s.dtype = w.dtype;
+    s.shape = w.shape;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+absl::Status ModelWeightUpdateSink::Validate(
+    const std::vector<TensorSpec>& specs) const {
+  std::vector<std::string> errors;
+  absl::flat_hash_set<std::string> seen;
+  for (const TensorSpec& s : specs) {
+    if (!seen.insert(s.name).second) {
+      errors.push_back(absl::StrCat("\"", s.name, "\": listed twice"));
+      continue;
+    }
+    absl::StatusOr<WeightInfo> info = options_.weights->Find(s.name);
+    if (!info.ok()) {
+      errors.push_back(absl::StrCat("\"", s.name, "\": unknown tensor"));
+      continue;
+    }
+    if (s.shape != info->shape) {
+      errors.push_back(absl::StrCat("\"", s.name, "\": shape ",
+                                    ShapeToString(s.shape), ", model has ",
+                                    ShapeToString(info->shape)));
+    }
+    if (s.ElementBytes() == 0) {
+      errors.push_back(absl::StrCat("\"", s.name, "\": unsupported dtype ",
+                                    WireDtypeName(s.dtype),
+                                    " (want float32, float16 or bfloat16)"));
+    }
+  }
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "weight update rejected, ", errors.size(), " bad tensor(s): ",
+      absl::StrJoin(errors, "; ")));
+}
+
+absl::Status ModelWeightUpdateSink::Begin(const std::vector<TensorSpec>& specs) {
+  absl::Status st = Validate(specs);
+  if (!st.ok()) return st;
+  std::vector<std::string> again;
+  for (const TensorSpec& s : specs) {
+    if (shadows_.contains(s.name)) again.push_back(absl::StrCat("\"", s.name, "\""));
+  }
+  if (!again.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensors already part of this update: ", absl::StrJoin(again, ", ")));
+  }
+  std::vector<std::string> added;
+  for (const TensorSpec& s : specs) {
+    Shadow shadow;
+    shadow.spec = s;
+    if (s.Bytes() > 0) {
+      absl::StatusOr<void*> mem = options_.allocator->Allocate(s.Bytes());
+      if (!mem.ok()) {
+        for (const std::string& name : added) {
+          options_.allocator->Free(shadows_[name].data).IgnoreError();
+          shadows_.erase(name);
+          order_.pop_back();
+        }
+        return absl::Status(mem.status().code(),
+                            absl::StrCat("staging buffer for \"", s.name,
+                                         "\": ", mem.status().message()));
+      }
+      shadow.data = *mem;
+    }
+    shadows_.emplace(s.name, std::move(shadow));
+    order_.push_back(s.name);
+    added.push_back(s.name);
+  }
+  return absl::OkStatus();
+}
+
+void ModelWeightUpdateSink::AddRange(Shadow* shadow, size_t begin, size_t end) {
+  // Merge [begin, end) with the overlapping or adjacent ranges.
+  auto it = shadow->covered.upper_bound(begin);
+  if (it != shadow->covered.begin()) {
+    auto prev = std::prev(it);
+    if (prev->second >= begin) it = prev;
+  }
+  while (it != shadow->covered.end() && it->first <= end) {
+    begin = std::min(begin, it->first);
+    end = std::max(end, it->second);
+    shadow->covered_bytes -= it->second - it->first;
+    it = shadow->covered.erase(it);
+  }
+  shadow->covered.emplace(begin, end);
+  shadow->covered_bytes += end - begin;
+}
+
+absl::Status ModelWeightUpdateSink::Stage(const std::string& name, size_t offset,
+                                          const void* data, size_t bytes) {
+  auto it = shadows_.find(name);
+  if (it == shadows_.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bytes for \"", name, "\", which is not part of this update"));
+  }
+  Shadow& shadow = it->second;
+  const size_t total = shadow.spec.Bytes();
+  if (offset > total || bytes > total - offset) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bytes [", offset, ", ", offset + bytes, ") are outside tensor \"", name,
+        "\" of ", total, " bytes (", WireDtypeName(shadow.spec.dtype), " ",
+        ShapeToString(shadow.spec.shape), ")"));
+  }
+  if (bytes == 0) return absl::OkStatus();
+  std::memcpy(static_cast<char*>(shadow.data) + offset, data, bytes);
+  AddRange(&shadow, offset, offset + bytes);
+  staged_bytes_ += bytes;
+  return absl::OkStatus();
+}
+
+absl::Status ModelWeightUpdateSink::CheckComplete() const {
+  std::vector<std::string> missing;
+  for (const std::string& name : order_) {
+    const Shadow& s = shadows_.at(name);
+    if (s.covered_bytes != s.spec.Bytes()) {
+      missing.push_back(absl::StrCat("\"", name, "\" (", s.spec.Bytes() - s.covered_bytes,
+                                     " of ", s.spec.Bytes(), " bytes missing)"));
+    }
+  }
+  if (missing.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "incomplete weight update: ", absl::StrJoin(missing, ", ")));
+}
+
+absl::Status ModelWeightUpdateSink::Commit() {
+  if (shadows_.empty()) {
+    return absl::FailedPreconditionError("nothing to commit: no tensor was begun");
+  }
+  absl::Status st = CheckComplete();
+  if (!st.ok()) return absl::FailedPreconditionError(st.message());
+  for (const std::string& name : order_) {
+    const Shadow& s = shadows_.at(name);
+    absl::StatusOr<WeightInfo> info = options_.weights->Find(name);
+    // Validated in Begin; the model's tensor set does not change.
+    COLO_CHECK(info.ok());
+    if (s.spec.Bytes() == 0) continue;
+    if (s.spec.dtype == TensorDtype::kF32) {
+      std::memcpy(info->data, s.data, s.spec.Bytes());
+    } else {
+      COLO_CHECK(ConvertToFloat(s.spec.dtype, s.data, s.spec.NumElements(),
+                                info->data)
+                     .ok());
+    }
+  }
+  FreeShadows();
+  return absl::OkStatus();
+}
+
+void ModelWeightUpdateSink::Abort() { FreeShadows(); }
+
+void ModelWeightUpdateSink::FreeShadows() {
+  for (auto& [name, s] : shadows_) {
+    if (s.data != nullptr) options_.allocator->Free(s.data).IgnoreError();
+  }
+  shadows_.clear();
+  order_.clear();
+  staged_bytes_ = 0;
+}
+
+}  // namespace engine
+}  // namespace colo

@@ -1,0 +1,81 @@
+// ModelWeightUpdateSink: the UpdateSink (weight_sync/update_sink.h) over an
+// engine's ModelWeights.
+//
+// Validation: a tensor must exist in the model (names as in the HF
+// checkpoint), have the model's shape, and come as float32, float16 or
+// bfloat16 (the model stores float32; f16/bf16 are converted at commit).
+// Staging: each begun tensor gets a shadow buffer from the CachingAllocator
+// holding its wire bytes; the live weights are not touched before Commit.
+// Commit converts every shadow into the live tensor in place (memcpy for
+// float32), then frees the shadows. Partial updates (a subset of the
+// model's tensors) are allowed.
+//
+// The allocator must hand out host-addressable memory (the CPU backend), as
+// ModelWeights itself does. Not thread-safe (see UpdateSink). The weights
+// and allocator must outlive the sink.
+#ifndef COLO_ENGINE_MODEL_WEIGHT_UPDATE_SINK_H_
+#define COLO_ENGINE_MODEL_WEIGHT_UPDATE_SINK_H_
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "engine/memory/caching_allocator.h"
+#include "engine/model/model_weights.h"
+#include "weight_sync/update_sink.h"
+
+namespace colo {
+namespace engine {
+
+class ModelWeightUpdateSink : public weight_sync::UpdateSink {
+ public:
+  struct Options {
+    ModelWeights* weights = nullptr;      // required, not owned
+    CachingAllocator* allocator = nullptr;  // required, not owned
+  };
+  // INVALID_ARGUMENT when a pointer is missing.
+  static absl::StatusOr<std::unique_ptr<ModelWeightUpdateSink>> Create(
+      const Options& options);
+  ~ModelWeightUpdateSink() override;
+
+  std::vector<weight_sync::TensorSpec> ExpectedTensors() const override;
+  absl::Status Validate(
+      const std::vector<weight_sync::TensorSpec>& specs) const override;
+  // Also INVALID_ARGUMENT for a tensor already begun; RESOURCE_EXHAUSTED from
+  // the allocator (then nothing of this call stays begun).
+  absl::Status Begin(const std::vector<weight_sync::TensorSpec>& specs) override;
+  absl::Status Stage(const std::string& name, size_t offset, const void* data,
+                     size_t bytes) override;
+  absl::Status CheckComplete() const override;
+  absl::Status Commit() override;
+  void Abort() override;
+
+  // Tensors begun and bytes staged so far (for reports).
+  size_t num_tensors() const { return shadows_.size(); }
+  size_t staged_bytes() const { return staged_bytes_; }
+
+ private:
+  struct Shadow {
+    weight_sync::TensorSpec spec;
+    void* data = nullptr;  // spec.Bytes() bytes from the allocator (or null for 0)
+    std::map<size_t, size_t> covered;  // disjoint [begin, end) byte ranges
+    size_t covered_bytes = 0;
+  };
+  explicit ModelWeightUpdateSink(const Options& options) : options_(options) {}
+  static void AddRange(Shadow* shadow, size_t begin, size_t end);
+  void FreeShadows();
+
+  const Options options_;
+  std::vector<std::string> order_;  // begun tensors in order
+  absl::flat_hash_map<std::string, Shadow> shadows_;
+  size_t staged_bytes_ = 0;
+};
+
+}  // namespace engine
+}  // namespace colo
+
+#endif  // COLO_ENGINE_MODEL_WEIGHT_UPDATE_SINK_H_
