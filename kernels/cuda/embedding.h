@@ -1,0 +1,27 @@
+// Embedding lookup on the device: out[t] = table[tokens[t]] for a
+// [vocab][dim] float table (the CUDA counterpart of kernels/cpu/embedding.h).
+//
+// All pointers are device pointers; work is queued on `stream`. The CPU
+// kernel refuses a batch with a token outside [0, vocab); a device kernel
+// cannot report that without a synchronisation, so callers validate tokens
+// on the host first (TransformerModel::Validate does) and a bad token here
+// yields a row of zeros (never an out-of-bounds read).
+// Errors: INVALID_ARGUMENT for negative sizes; the launch error otherwise.
+#ifndef COLO_KERNELS_CUDA_EMBEDDING_H_
+#define COLO_KERNELS_CUDA_EMBEDDING_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace colo::kernels::cuda {
+
+absl::Status EmbeddingLookup(const float* table, int64_t vocab, int64_t dim,
+                             const int32_t* tokens, int64_t num_tokens,
+                             float* out, cudaStream_t stream);
+
+}  // namespace colo::kernels::cuda
+
+#endif  // COLO_KERNELS_CUDA_EMBEDDING_H_

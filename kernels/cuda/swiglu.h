@@ -1,0 +1,23 @@
+// SwiGLU on the device (CUDA counterpart of kernels/cpu/swiglu.h):
+//   out[t][i] = silu(gate_up[t][i]) * gate_up[t][inter + i],
+//   silu(g) = g / (1 + exp(-g)).
+// gate_up: [tokens][2 * inter]; out: [tokens][inter]. Device pointers; work is
+// queued on `stream`. Errors: INVALID_ARGUMENT for bad shapes; the launch
+// error otherwise.
+#ifndef COLO_KERNELS_CUDA_SWIGLU_H_
+#define COLO_KERNELS_CUDA_SWIGLU_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace colo::kernels::cuda {
+
+absl::Status SwiGlu(const float* gate_up, int64_t tokens, int64_t inter,
+                    float* out, cudaStream_t stream);
+
+}  // namespace colo::kernels::cuda
+
+#endif  // COLO_KERNELS_CUDA_SWIGLU_H_
