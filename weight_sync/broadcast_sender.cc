@@ -1,0 +1,184 @@
+#include "weight_sync/broadcast_sender.h"
+
+#include <cstring>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "weight_sync/bucket_plan.h"
+#include "weight_sync/update_protocol.h"
+
+namespace colo {
+namespace weight_sync {
+namespace {
+
+int64_t MicrosSince(absl::Time start) {
+  return absl::ToInt64Microseconds(absl::Now() - start);
+}
+
+// Copies bucket `b`'s pieces into `dst`.
+void Pack(const Bucket& b, const std::vector<SendTensor>& tensors, char* dst) {
+  for (const BucketPiece& p : b.pieces) {
+    std::memcpy(dst + p.bucket_offset,
+                static_cast<const char*>(tensors[p.tensor_index].data) + p.tensor_offset,
+                p.bytes);
+  }
+}
+
+// Device staging buffers from the caching allocator.
+struct DeviceSlots {
+  engine::CachingAllocator* allocator = nullptr;
+  void* ptr[2] = {nullptr, nullptr};
+  ~DeviceSlots() {
+    for (void* p : ptr) {
+      if (p != nullptr) allocator->Free(p).IgnoreError();
+    }
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<SendReport> SendUpdate(const SendOptions& options,
+                                      const std::vector<SendTensor>& tensors) {
+  Transport* t = options.transport;
+  if (t == nullptr || t->rank() != 0) {
+    return absl::InvalidArgumentError("SendUpdate needs rank 0 of a group");
+  }
+  const bool on_device = t->memory_space() == MemorySpace::kDevice;
+  if (on_device && (options.device_backend == nullptr || options.staging == nullptr)) {
+    return absl::InvalidArgumentError(
+        "a device transport needs a device backend and a staging allocator");
+  }
+  std::vector<TensorSpec> specs;
+  for (const SendTensor& s : tensors) {
+    if (s.data == nullptr && s.spec.Bytes() > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", s.spec.name, "\" has no data"));
+    }
+    specs.push_back(s.spec);
+  }
+  const size_t bucket_bytes =
+      options.bucket_bytes == 0 ? kDefaultBucketBytes : options.bucket_bytes;
+  absl::StatusOr<BucketPlan> plan = MakeBucketPlan(specs, bucket_bytes);
+  if (!plan.ok()) return plan.status();
+
+  const size_t slot_bytes = std::max<size_t>(bucket_bytes, sizeof(UpdateHeader));
+  std::vector<char> host[2];
+  host[0].resize(slot_bytes);
+  host[1].resize(slot_bytes);
+  DeviceSlots dev;
+  dev.allocator = options.staging;
+  if (on_device) {
+    for (void*& p : dev.ptr) {
+      absl::StatusOr<void*> m = options.staging->Allocate(slot_bytes);
+      if (!m.ok()) return m.status();
+      p = *m;
+    }
+  }
+  // Puts `bytes` host bytes where the transport reads them; returns that.
+  auto place = [&](int slot, void* src, size_t bytes) -> absl::StatusOr<void*> {
+    if (!on_device) return src;
+    absl::Status st = options.device_backend->CopyToDevice(dev.ptr[slot], src, bytes);
+    if (!st.ok()) return st;
+    return dev.ptr[slot];
+  };
+
+  SendReport report;
+  report.bytes = static_cast<int64_t>(plan->tensor_bytes);
+  report.buckets = static_cast<int64_t>(plan->buckets.size());
+
+  // --- Header + ready vote. ---
+  const absl::Time t_ready = absl::Now();
+  UpdateHeader header;
+  header.plan_hash = plan->hash;
+  header.num_buckets = plan->buckets.size();
+  header.tensor_bytes = plan->tensor_bytes;
+  std::memcpy(host[0].data(), &header, sizeof(header));
+  absl::StatusOr<void*> hdr = place(0, host[0].data(), sizeof(header));
+  if (!hdr.ok()) return hdr.status();
+  absl::Status st = t->Broadcast(*hdr, sizeof(header), 0);
+  if (!st.ok()) return st;
+  absl::StatusOr<int32_t> vote = t->AllReduceMin(1);
+  if (!vote.ok()) return vote.status();
+  report.ready_us = MicrosSince(t_ready);
+  if (*vote == 0) {
+    return absl::AbortedError(
+        "an engine rejected the update before any weight was sent (see the "
+        "engines' UpdateWeightsFromDistributed replies: names, dtypes, shapes)");
+  }
+
+  // --- Buckets: a packer thread fills slot (i+1)%2 while slot i%2 is sent. ---
+  const absl::Time t_transfer = absl::Now();
+  const std::vector<Bucket>& buckets = plan->buckets;
+  auto direct = [&](size_t i) {
+    return !on_device && buckets[i].pieces.size() == 1 &&
+           buckets[i].pieces[0].bucket_offset == 0;
+  };
+  absl::Mutex mu;
+  absl::CondVar cv;
+  bool packed[2] = {false, false};
+  bool stop = false;
+  std::thread packer([&] {
+    for (size_t i = 0; i < buckets.size(); ++i) {
+      const int s = i % 2;
+      {
+        absl::MutexLock lock(&mu);
+        while (packed[s] && !stop) cv.Wait(&mu);
+        if (stop) return;
+      }
+      if (!direct(i)) Pack(buckets[i], tensors, host[s].data());
+      absl::MutexLock lock(&mu);
+      packed[s] = true;
+      cv.SignalAll();
+    }
+  });
+  absl::Status send_error;
+  for (size_t i = 0; i < buckets.size() && send_error.ok(); ++i) {
+    const int s = i % 2;
+    {
+      absl::MutexLock lock(&mu);
+      while (!packed[s]) cv.Wait(&mu);
+    }
+    void* src = host[s].data();
+    if (direct(i)) {
+      const BucketPiece& p = buckets[i].pieces[0];
+      src = const_cast<char*>(static_cast<const char*>(tensors[p.tensor_index].data) +
+                              p.tensor_offset);
+    }
+    absl::StatusOr<void*> buf = place(s, src, buckets[i].bytes);
+    send_error = buf.status();
+    if (send_error.ok()) send_error = t->Broadcast(*buf, buckets[i].bytes, 0);
+    if (!send_error.ok()) {
+      send_error = absl::Status(send_error.code(),
+                                absl::StrCat("bucket ", i, "/", buckets.size(), ": ",
+                                             send_error.message()));
+    }
+    absl::MutexLock lock(&mu);
+    packed[s] = false;
+    cv.SignalAll();
+  }
+  {
+    absl::MutexLock lock(&mu);
+    stop = true;
+    cv.SignalAll();
+  }
+  packer.join();
+  report.transfer_us = MicrosSince(t_transfer);
+  if (!send_error.ok()) return send_error;
+
+  // --- Commit vote. ---
+  const absl::Time t_commit = absl::Now();
+  vote = t->AllReduceMin(1);
+  if (!vote.ok()) return vote.status();
+  report.commit_us = MicrosSince(t_commit);
+  if (*vote == 0) {
+    return absl::AbortedError(
+        "an engine failed to apply the update; every engine aborted it and "
+        "keeps its previous weights");
+  }
+  return report;
+}
+
+}  // namespace weight_sync
+}  // namespace colo
