@@ -9,8 +9,12 @@ PACKAGES=(
   bazel-bootstrap libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev nlohmann-json3-dev
   libopenblas-dev python3-grpcio python3-protobuf python3-numpy python3-torch python3-pip
-  clang openssl
+  clang openssl python3-yaml
 )
+# kubectl for //deploy:manifests_test (`kubectl kustomize`). Another kubectl
+# (e.g. the Google Cloud SDK's package) conflicts with kubernetes-client and
+# renders the same manifests, so it is kept when present.
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
