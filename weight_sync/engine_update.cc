@@ -1,0 +1,209 @@
+#include "weight_sync/engine_update.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/model/weight_checksums.h"
+#include "engine/model/weight_update_sink.h"
+#include "weight_sync/stream_update.h"
+#include "weight_sync/update_protocol.h"
+
+namespace colo {
+namespace weight_sync {
+namespace {
+
+int64_t MicrosSince(absl::Time start) {
+  return absl::ToInt64Microseconds(absl::Now() - start);
+}
+
+absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> MakeSink(
+    const EngineUpdateEnv& env) {
+  return engine::ModelWeightUpdateSink::Create({env.weights, env.allocator});
+}
+
+absl::Status RunCommit(const EngineUpdateEnv& env, UpdateSink* sink) {
+  std::function<absl::Status()> commit = [sink] { return sink->Commit(); };
+  return env.run_commit ? env.run_commit(commit) : commit();
+}
+
+void FillTimings(const UpdateTimings& t, v1::UpdateWeightsResponse* r) {
+  r->set_num_tensors(t.tensors);
+  r->set_bytes(t.bytes);
+  r->set_validate_us(t.validate_us);
+  r->set_transfer_us(t.transfer_us);
+  r->set_apply_us(t.apply_us);
+  r->set_commit_us(t.commit_us);
+}
+
+}  // namespace
+
+absl::StatusOr<TransportOptions> TransportOptionsFromRequest(
+    const v1::InitWeightsUpdateGroupRequest& request, const GroupDefaults& defaults) {
+  if (request.rank_offset() < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank_offset must be >= 1 (rank 0 is the trainer), got ",
+        request.rank_offset()));
+  }
+  TransportOptions o;
+  o.backend = request.backend().empty() ? "nccl" : request.backend();
+  o.group_name = request.group_name();
+  o.master_address = request.master_address();
+  o.master_port = request.master_port();
+  o.rank = request.rank_offset() + defaults.local_rank;
+  o.world_size = request.world_size();
+  o.init_timeout = request.init_timeout_ms() > 0
+                       ? absl::Milliseconds(request.init_timeout_ms())
+                       : defaults.init_timeout;
+  o.transfer_timeout = request.transfer_timeout_ms() > 0
+                           ? absl::Milliseconds(request.transfer_timeout_ms())
+                           : defaults.transfer_timeout;
+  o.cuda_device = defaults.cuda_device;
+  absl::Status st = ValidateTransportOptions(o);
+  if (!st.ok()) return st;
+  return o;
+}
+
+absl::StatusOr<v1::InitWeightsUpdateGroupResponse> InitGroup(
+    GroupRegistry* registry, const v1::InitWeightsUpdateGroupRequest& request,
+    const GroupDefaults& defaults) {
+  absl::StatusOr<TransportOptions> o = TransportOptionsFromRequest(request, defaults);
+  if (!o.ok()) return o.status();
+  absl::StatusOr<std::shared_ptr<Transport>> t = registry->Create(*o);
+  if (!t.ok()) return t.status();
+  v1::InitWeightsUpdateGroupResponse response;
+  response.set_rank((*t)->rank());
+  return response;
+}
+
+absl::Status DestroyGroup(GroupRegistry* registry,
+                          const v1::DestroyWeightsUpdateGroupRequest& request) {
+  return registry->Destroy(request.group_name());
+}
+
+absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
+    const GroupRegistry& registry,
+    const v1::UpdateWeightsFromDistributedRequest& request,
+    const EngineUpdateEnv& env) {
+  absl::StatusOr<std::shared_ptr<Transport>> t = registry.Get(request.group_name());
+  if (!t.ok()) return t.status();
+  std::vector<std::string> names(request.names().begin(), request.names().end());
+  std::vector<std::string> dtypes(request.dtypes().begin(), request.dtypes().end());
+  std::vector<std::vector<int64_t>> shapes;
+  for (const v1::TensorShape& s : request.shapes()) {
+    shapes.emplace_back(s.dims().begin(), s.dims().end());
+  }
+  // A malformed request still has to take part in the ready vote so the
+  // sender and the other engines do not wait for it: pass an empty list,
+  // which the receiver rejects in the vote, and return the parse error.
+  absl::StatusOr<std::vector<TensorSpec>> specs = SpecsFromArrays(names, dtypes, shapes);
+  absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> sink = MakeSink(env);
+  if (!sink.ok()) return sink.status();
+  ReceiverOptions ro;
+  ro.transport = t->get();
+  ro.sink = sink->get();
+  ro.staging = env.allocator;
+  ro.device_backend = env.device_backend;
+  ro.run_commit = env.run_commit;
+  const size_t bucket_bytes = request.bucket_bytes() > 0
+                                  ? static_cast<size_t>(request.bucket_bytes())
+                                  : kDefaultBucketBytes;
+  absl::StatusOr<UpdateTimings> timings = ReceiveUpdate(
+      ro, specs.ok() ? *specs : std::vector<TensorSpec>{}, bucket_bytes);
+  if (!specs.ok()) return specs.status();
+  if (!timings.ok()) return timings.status();
+  v1::UpdateWeightsResponse response;
+  response.set_weight_version(request.weight_version());
+  FillTimings(*timings, &response);
+  return response;
+}
+
+absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromChunks(
+    const std::function<bool(v1::WeightChunk*)>& next, const EngineUpdateEnv& env,
+    v1::WeightCommit* commit) {
+  absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> sink = MakeSink(env);
+  if (!sink.ok()) return sink.status();
+  ChunkStreamUpdate update(sink->get());
+  UpdateTimings timings;
+  const absl::Time t0 = absl::Now();
+  v1::WeightChunk chunk;
+  bool committed = false;
+  while (next(&chunk)) {
+    if (committed) {
+      return absl::InvalidArgumentError("the stream sent data after its commit");
+    }
+    if (chunk.has_commit()) {
+      committed = true;
+      if (commit != nullptr) *commit = chunk.commit();
+      continue;
+    }
+    if (!chunk.has_tensor()) {
+      return absl::InvalidArgumentError("a WeightChunk carries neither tensor nor commit");
+    }
+    absl::Status st = update.Add(chunk.tensor());
+    if (!st.ok()) return st;  // the sink's destructor drops the shadows
+  }
+  if (!committed) {
+    return absl::InvalidArgumentError(
+        "the stream ended without a commit message; nothing was applied");
+  }
+  absl::Status st = update.Finish();
+  if (!st.ok()) return st;
+  timings.transfer_us = MicrosSince(t0);
+  const absl::Time t1 = absl::Now();
+  st = RunCommit(env, sink->get());
+  if (!st.ok()) return st;
+  timings.commit_us = MicrosSince(t1);
+  timings.bytes = update.bytes();
+  timings.tensors = update.tensors();
+  v1::UpdateWeightsResponse response;
+  response.set_weight_version(commit != nullptr ? commit->weight_version() : "");
+  FillTimings(timings, &response);
+  return response;
+}
+
+absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDisk(
+    const v1::UpdateWeightsFromDiskRequest& request, const EngineUpdateEnv& env) {
+  const absl::Time t0 = absl::Now();
+  absl::StatusOr<std::unique_ptr<engine::SafetensorsCheckpoint>> ckpt =
+      engine::SafetensorsCheckpoint::Open(request.model_path());
+  if (!ckpt.ok()) return ckpt.status();
+  absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> sink = MakeSink(env);
+  if (!sink.ok()) return sink.status();
+  UpdateTimings timings;
+  absl::Status st = StageCheckpoint(**ckpt, sink->get(), &timings.bytes);
+  if (!st.ok()) return st;
+  timings.transfer_us = MicrosSince(t0);
+  timings.tensors = static_cast<int64_t>((*sink)->num_tensors());
+  const absl::Time t1 = absl::Now();
+  st = RunCommit(env, sink->get());
+  if (!st.ok()) return st;
+  timings.commit_us = MicrosSince(t1);
+  v1::UpdateWeightsResponse response;
+  response.set_weight_version(request.weight_version());
+  FillTimings(timings, &response);
+  return response;
+}
+
+absl::StatusOr<v1::GetWeightChecksumsResponse> WeightChecksums(
+    const v1::GetWeightChecksumsRequest& request,
+    const engine::ModelWeights& weights) {
+  std::vector<std::string> names(request.names().begin(), request.names().end());
+  absl::StatusOr<std::vector<engine::WeightChecksumEntry>> entries =
+      engine::ComputeWeightChecksums(weights, names);
+  if (!entries.ok()) return entries.status();
+  v1::GetWeightChecksumsResponse response;
+  for (const engine::WeightChecksumEntry& e : *entries) {
+    v1::WeightChecksum* c = response.add_checksums();
+    c->set_name(e.name);
+    c->set_dtype(e.dtype);
+    for (int64_t d : e.shape) c->mutable_shape()->add_dims(d);
+    c->set_crc32c(e.crc32c);
+  }
+  return response;
+}
+
+}  // namespace weight_sync
+}  // namespace colo
