@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "proto/base/grpc_status.h"
 #include "tests/util/status_matchers.h"
+#include "weight_sync/sender_main_lib.h"
 #include "weight_sync/testing/weight_sync_test_engine.h"
 
 namespace colo {
@@ -200,6 +201,21 @@ TEST_F(SenderTest, TensorStreamAndDiskShareTheCommitPath) {
   grpc::ClientContext ctx2;
   disk.set_model_path(dir_a_ + "/nope");
   EXPECT_FALSE(e.stub->UpdateWeightsFromDisk(&ctx2, disk, &resp).ok());
+}
+
+TEST_F(SenderTest, CliRunUpdatesAndDestroysTheGroup) {
+  SenderCliOptions o;
+  o.sender = Options("cli");
+  o.checkpoint = dir_b_;
+  o.weight_version = "B-cli";
+  ASSERT_OK(RunWeightSender(o));
+  std::string version;
+  EXPECT_EQ(Checksums(engines_[1], &version), Checksums(reference_b_));
+  EXPECT_EQ(version, "B-cli");
+  // destroy_group_after: the name is free again.
+  ASSERT_OK_AND_ASSIGN(auto again, WeightSender::Connect(Options("cli")));
+  o.checkpoint = dir_b_ + "/missing";
+  EXPECT_THAT(RunWeightSender(o), StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace
