@@ -18,6 +18,7 @@
 #include "controller/grpc_engine_client.h"
 #include "controller/journal.h"
 #include "controller/metrics.h"
+#include "proto/base/metrics_http_server.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
 #include "proto/base/auth.h"
@@ -227,10 +228,10 @@ int RunControllerMain(int argc, char** argv) {
   TokenChecker auth(config->auth_token);
   ControllerService service(impl->get(), &auth);
 
-  std::unique_ptr<MetricsHttpServer> metrics;
+  std::unique_ptr<colo::MetricsHttpServer> metrics;
   if (config->metrics_port >= 0) {
     ControllerImpl* controller = impl->get();
-    auto started = MetricsHttpServer::Start(
+    auto started = colo::MetricsHttpServer::Start(
         {.host = config->metrics_host, .port = config->metrics_port}, [controller] {
           return RenderMetrics(controller->GetState(/*include_memory=*/false),
                                controller->verification_failures());

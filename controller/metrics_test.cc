@@ -1,9 +1,5 @@
 #include "controller/metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -48,35 +44,6 @@ TEST(MetricsTest, RendersPhaseDurationsAndBytes) {
               HasSubstr("colo_controller_engine_device_free_bytes{engine=\"10.0.0.1:5000\"} 8192"));
   EXPECT_THAT(text, HasSubstr("colo_controller_verification_failures_total 3\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE colo_controller_verification_failures_total counter\n"));
-}
-
-TEST(MetricsTest, HttpServerServesTheText) {
-  ASSERT_OK_AND_ASSIGN(auto server,
-                       MetricsHttpServer::Start({}, [] { return std::string("colo 1\n"); }));
-  ASSERT_GT(server->port(), 0);
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(server->port()));
-  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  const std::string request = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
-  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
-  std::string response;
-  char buf[512];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) response.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  EXPECT_THAT(response, HasSubstr("200 OK"));
-  EXPECT_THAT(response, HasSubstr("\r\n\r\ncolo 1\n"));
-  server->Stop();
-}
-
-TEST(MetricsTest, BusyPortIsUnavailable) {
-  ASSERT_OK_AND_ASSIGN(auto first, MetricsHttpServer::Start({}, [] { return std::string(); }));
-  EXPECT_THAT(MetricsHttpServer::Start({.port = first->port()}, [] { return std::string(); }),
-              StatusIs(absl::StatusCode::kUnavailable));
 }
 
 }  // namespace
