@@ -1,14 +1,25 @@
 #include "engine/server/engine_main.h"
 
 #include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "engine/server/engine_metrics.h"
 #include "engine/server/engine_options.h"
+#include "engine/server/engine_runtime.h"
 #include "engine/server/engine_service.h"
+#include "grpcpp/security/server_credentials.h"
+#include "proto/base/auth.h"
 #include "proto/base/grpc_server.h"
+#include "proto/base/logging.h"
+#include "proto/base/metrics_http_server.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free port.");
@@ -18,50 +29,173 @@ ABSL_FLAG(std::string, device, "auto", "cpu, cuda, or auto (cuda if a GPU is usa
 ABSL_FLAG(int, page_size, 16, "Tokens per KV cache page.");
 ABSL_FLAG(int64_t, kv_cache_bytes, 0, "KV cache bytes; 0 derives it from --mem_fraction.");
 ABSL_FLAG(double, mem_fraction, 0.0,
-          "Fraction of device memory for weights + KV cache (0: a small default).");
+          "Fraction of device memory for weights + KV cache (0: a 256 MiB KV default).");
 ABSL_FLAG(bool, enable_memory_saver, true,
           "Allocate from the tagged pool so memory can be released and resumed.");
 ABSL_FLAG(bool, weights_host_backup, false, "Keep a host copy of the weights while released.");
 ABSL_FLAG(int, metrics_port, 0, "Serve Prometheus metrics over HTTP on this port; 0 = off.");
+ABSL_FLAG(std::string, metrics_host, "127.0.0.1", "Address of the metrics endpoint.");
+ABSL_FLAG(std::string, metrics_port_file, "", "Write the bound metrics port to this file.");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File with the token mutating RPCs must carry (required off loopback).");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate for TLS on the gRPC port.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for TLS on the gRPC port.");
+ABSL_FLAG(int, max_running_requests, 64, "Requests in the running batch at most.");
+ABSL_FLAG(int64_t, chunked_prefill_size, 512, "Prompt tokens one request prefills per step.");
+ABSL_FLAG(int64_t, max_batch_tokens, 2048, "Tokens (decode + prefill) per forward step.");
+ABSL_FLAG(int, max_kv_rows, 256, "KV request rows (running requests + open sessions).");
+ABSL_FLAG(int64_t, context_length, 0,
+          "Longest prompt + output; 0 = the model's max_position_embeddings.");
+ABSL_FLAG(int64_t, session_idle_timeout_s, 1800, "Close sessions idle this many seconds.");
+ABSL_FLAG(double, swa_full_tokens_ratio, 0.8,
+          "SWA pool tokens relative to the full pool (models with sliding layers).");
+ABSL_FLAG(int, cpu_threads, 0, "Compute threads of the CPU backend; 0 = all cores.");
+ABSL_FLAG(std::string, weight_version, "0", "Weight version reported until the first update.");
+ABSL_FLAG(int64_t, weight_sync_init_timeout_ms, 60000, "Default rendezvous deadline.");
+ABSL_FLAG(int64_t, weight_sync_transfer_timeout_ms, 120000, "Default per-transfer deadline.");
+ABSL_FLAG(int64_t, weight_sync_bucket_bytes, 64 << 20, "Default weight-update bucket size.");
+ABSL_FLAG(std::string, debug_skip_release_tag, "",
+          "TEST ONLY: releasing this tag keeps its memory (a lying engine).");
 
 namespace colo::engine {
+namespace {
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path, const char* flag) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read '", path, "'"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << port << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+EngineOptions OptionsFromFlags() {
+  EngineOptions o;
+  o.host = absl::GetFlag(FLAGS_host);
+  o.port = absl::GetFlag(FLAGS_port);
+  o.port_file = absl::GetFlag(FLAGS_port_file);
+  o.model_dir = absl::GetFlag(FLAGS_model);
+  o.device = absl::GetFlag(FLAGS_device);
+  o.page_size = absl::GetFlag(FLAGS_page_size);
+  o.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
+  o.mem_fraction = absl::GetFlag(FLAGS_mem_fraction);
+  o.enable_memory_saver = absl::GetFlag(FLAGS_enable_memory_saver);
+  o.weights_host_backup = absl::GetFlag(FLAGS_weights_host_backup);
+  o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  o.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key = absl::GetFlag(FLAGS_tls_key);
+  o.max_running_requests = absl::GetFlag(FLAGS_max_running_requests);
+  o.chunked_prefill_size = absl::GetFlag(FLAGS_chunked_prefill_size);
+  o.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  o.max_kv_rows = absl::GetFlag(FLAGS_max_kv_rows);
+  o.context_length = absl::GetFlag(FLAGS_context_length);
+  o.session_idle_timeout_s = absl::GetFlag(FLAGS_session_idle_timeout_s);
+  o.swa_full_tokens_ratio = absl::GetFlag(FLAGS_swa_full_tokens_ratio);
+  o.cpu_threads = absl::GetFlag(FLAGS_cpu_threads);
+  o.weight_version = absl::GetFlag(FLAGS_weight_version);
+  o.weight_sync_init_timeout_ms = absl::GetFlag(FLAGS_weight_sync_init_timeout_ms);
+  o.weight_sync_transfer_timeout_ms = absl::GetFlag(FLAGS_weight_sync_transfer_timeout_ms);
+  o.weight_sync_bucket_bytes = absl::GetFlag(FLAGS_weight_sync_bucket_bytes);
+  o.debug_skip_release_tag = absl::GetFlag(FLAGS_debug_skip_release_tag);
+  return o;
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "colo-engine: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+}  // namespace
 
 int EngineMain(int argc, char** argv) {
   colo::BlockTerminationSignals();
   absl::SetProgramUsageMessage("colo-engine --model=DIR [--port=N --port_file=PATH ...]");
-  absl::ParseCommandLine(argc, argv);
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "colo-engine: unexpected argument '%s' (flags are --name=value)\n",
+                 rest[1]);
+    return 2;
+  }
+  const EngineOptions options = OptionsFromFlags();
+  if (absl::Status s = ValidateEngineOptions(options); !s.ok()) return Fail(s);
 
-  EngineOptions options;
-  options.host = absl::GetFlag(FLAGS_host);
-  options.port = absl::GetFlag(FLAGS_port);
-  options.port_file = absl::GetFlag(FLAGS_port_file);
-  options.model_dir = absl::GetFlag(FLAGS_model);
-  options.device = absl::GetFlag(FLAGS_device);
-  options.page_size = absl::GetFlag(FLAGS_page_size);
-  options.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
-  options.mem_fraction = absl::GetFlag(FLAGS_mem_fraction);
-  options.enable_memory_saver = absl::GetFlag(FLAGS_enable_memory_saver);
-  options.weights_host_backup = absl::GetFlag(FLAGS_weights_host_backup);
-  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
-  options.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
-  if (absl::Status s = ValidateEngineOptions(options); !s.ok()) {
-    std::fprintf(stderr, "colo-engine: %s\n", std::string(s.message()).c_str());
-    return 1;
+  std::string token;
+  if (!options.auth_token_file.empty()) {
+    absl::StatusOr<std::string> t = ReadTokenFile(options.auth_token_file);
+    if (!t.ok()) return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--auth_token_file: ", t.status().message())));
+    token = *t;
+  }
+  if (absl::Status s = CheckBindSecurity(options.host, !token.empty()); !s.ok()) return Fail(s);
+  GrpcServerOptions server;
+  if (!options.tls_cert.empty()) {
+    absl::StatusOr<std::string> cert = ReadWholeFile(options.tls_cert, "--tls_cert");
+    if (!cert.ok()) return Fail(cert.status());
+    absl::StatusOr<std::string> key = ReadWholeFile(options.tls_key, "--tls_key");
+    if (!key.ok()) return Fail(key.status());
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    server.credentials = grpc::SslServerCredentials(ssl);
   }
 
-  EngineService service(options);
-  GrpcServerOptions server;
+  absl::StatusOr<std::unique_ptr<EngineRuntime>> runtime = EngineRuntime::Create(options);
+  if (!runtime.ok()) return Fail(runtime.status());
+  TokenChecker auth(token);
+  EngineService service(runtime->get(), &auth);
+
+  std::unique_ptr<colo::MetricsHttpServer> metrics;
+  if (options.metrics_port > 0 || !absl::GetFlag(FLAGS_metrics_port_file).empty()) {
+    EngineRuntime* rt = runtime->get();
+    absl::StatusOr<std::unique_ptr<colo::MetricsHttpServer>> started =
+        colo::MetricsHttpServer::Start(
+            {.host = absl::GetFlag(FLAGS_metrics_host), .port = options.metrics_port}, [rt] {
+              absl::StatusOr<MemoryInfo> memory = rt->CollectMemory();
+              return RenderEngineMetrics(rt->scheduler().Snapshot(),
+                                         memory.ok() ? *memory : MemoryInfo());
+            });
+    if (!started.ok()) return Fail(started.status());
+    metrics = *std::move(started);
+    if (!absl::GetFlag(FLAGS_metrics_port_file).empty()) {
+      if (absl::Status s = WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), metrics->port());
+          !s.ok()) {
+        return Fail(s);
+      }
+    }
+    COLO_LOG(INFO) << "metrics on http://" << absl::GetFlag(FLAGS_metrics_host) << ":"
+                   << metrics->port() << "/metrics";
+  }
+
   server.name = "colo-engine";
   server.host = options.host;
   server.port = options.port;
   server.port_file = options.port_file;
   server.services = {&service};
-  if (absl::Status s = RunGrpcServer(server); !s.ok()) {
-    std::fprintf(stderr, "colo-engine: %s\n", std::string(s.message()).c_str());
-    return 1;
-  }
+  server.on_started = [&service](grpc::Server* s, int) {
+    service.SetHealthService(s->GetHealthCheckService());
+  };
+  EngineRuntime* rt = runtime->get();
+  server.on_shutdown = [&service, rt] {
+    service.MarkShuttingDown();
+    // Finishes streaming Generate calls (finish_reason abort) so the drain ends.
+    rt->scheduler().Stop();
+  };
+  absl::Status run = RunGrpcServer(server);
+  if (metrics) metrics->Stop();
+  runtime->reset();
+  if (!run.ok()) return Fail(run);
   return 0;
 }
 

@@ -33,6 +33,41 @@ absl::Status ValidateEngineOptions(const EngineOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("--metrics_port must be in [0, 65535], got ", options.metrics_port));
   }
+  if (options.max_running_requests < 1 || options.max_running_requests > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_running_requests must be in [1, 4096], got ", options.max_running_requests));
+  }
+  if (options.chunked_prefill_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--chunked_prefill_size must be >= 1, got ", options.chunked_prefill_size));
+  }
+  if (options.max_batch_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_batch_tokens must be >= 1, got ", options.max_batch_tokens));
+  }
+  if (options.max_kv_rows < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_kv_rows must be >= 1, got ", options.max_kv_rows));
+  }
+  if (options.context_length < 0 || options.session_idle_timeout_s < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--context_length must be >= 0 and --session_idle_timeout_s >= 1, got ",
+        options.context_length, " and ", options.session_idle_timeout_s));
+  }
+  if (options.swa_full_tokens_ratio <= 0.0 || options.swa_full_tokens_ratio > 1.0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--swa_full_tokens_ratio must be in (0, 1], got ", options.swa_full_tokens_ratio));
+  }
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key must be given together");
+  }
+  if (!options.debug_skip_release_tag.empty() && options.debug_skip_release_tag != "weights" &&
+      options.debug_skip_release_tag != "kv_cache" &&
+      options.debug_skip_release_tag != "cuda_graph") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--debug_skip_release_tag must be weights, kv_cache or cuda_graph, got '",
+        options.debug_skip_release_tag, "'"));
+  }
   if (options.model_dir.empty()) {
     return absl::InvalidArgumentError(
         "--model is required: a directory with config.json and *.safetensors "

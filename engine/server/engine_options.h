@@ -34,6 +34,35 @@ struct EngineOptions {
   int metrics_port = 0;
   // Required for mutating RPCs when host is not a loopback address.
   std::string auth_token_file;
+  // TLS for the gRPC port (both or neither).
+  std::string tls_cert;
+  std::string tls_key;
+
+  // Scheduler.
+  int max_running_requests = 64;
+  int64_t chunked_prefill_size = 512;
+  int64_t max_batch_tokens = 2048;
+  // Request rows of the KV cache (running requests + open sessions).
+  int max_kv_rows = 256;
+  // Longest sequence (prompt + output); 0 = the model's
+  // max_position_embeddings (capped by the KV capacity).
+  int64_t context_length = 0;
+  int64_t session_idle_timeout_s = 1800;
+  // SWA pool tokens as a fraction of the full pool's (models with sliding
+  // layers).
+  double swa_full_tokens_ratio = 0.8;
+  // Compute threads for the CPU kernels; 0 = all cores.
+  int cpu_threads = 0;
+  // Reported until the first weight update.
+  std::string weight_version = "0";
+  // Default deadlines of weight-update groups (0: built-in defaults).
+  int64_t weight_sync_init_timeout_ms = 60000;
+  int64_t weight_sync_transfer_timeout_ms = 120000;
+  int64_t weight_sync_bucket_bytes = 64 << 20;
+
+  // TEST ONLY: release of this tag reports success but keeps the memory
+  // (a lying engine, for the controller's verification tests). Empty = off.
+  std::string debug_skip_release_tag;
 };
 
 // Checks values that flags cannot check by type: ranges, and that the model

@@ -1,19 +1,40 @@
-// The gRPC edge of colo-engine: a thin adapter from RolloutEngine RPCs to
-// the engine runtime. Validates requests (INVALID_ARGUMENT for malformed
-// input) and maps absl::Status to grpc::Status with colo::ToGrpcStatus.
+// The gRPC edge of colo-engine: a thin adapter from RolloutEngine RPCs to the
+// EngineRuntime (scheduler commands, memory snapshots). Validates requests
+// (INVALID_ARGUMENT for malformed input), checks the auth token of mutating
+// RPCs, maps absl::Status to grpc::Status with colo::ToGrpcStatus, and keeps
+// the "colo.generate" health service in step with the engine's state
+// (SERVING only while it can generate: not paused, nothing released, weights
+// valid) for readiness probes.
 //
 // Thread-safe: gRPC calls methods concurrently.
 #ifndef COLO_ENGINE_SERVER_ENGINE_SERVICE_H_
 #define COLO_ENGINE_SERVER_ENGINE_SERVICE_H_
 
+#include <atomic>
+
+#include "absl/synchronization/mutex.h"
 #include "colo/v1/engine.grpc.pb.h"
 #include "engine/server/engine_options.h"
+#include "engine/server/engine_runtime.h"
+#include "engine/server/weight_update_service.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "proto/base/auth.h"
 
 namespace colo::engine {
 
+// Name of the readiness health service.
+inline constexpr char kGenerateHealthService[] = "colo.generate";
+
 class EngineService final : public colo::v1::RolloutEngine::Service {
  public:
-  explicit EngineService(EngineOptions options);
+  // `runtime` and `auth` must outlive the service.
+  EngineService(EngineRuntime* runtime, const TokenChecker* auth);
+
+  // Called once the server runs; the service then keeps "colo.generate"
+  // up to date. Safe to call concurrently with RPCs.
+  void SetHealthService(grpc::HealthCheckServiceInterface* health);
+  // Marks the generate health NOT_SERVING for good (shutdown).
+  void MarkShuttingDown();
 
   grpc::Status Generate(grpc::ServerContext* context,
                         const colo::v1::GenerateRequest* request,
@@ -68,9 +89,22 @@ class EngineService final : public colo::v1::RolloutEngine::Service {
                              colo::v1::GetServerInfoResponse* response) override;
 
  private:
-  // Constant after construction.
-  const EngineOptions options_;
+  grpc::Status CheckAuth(grpc::ServerContext* context) const;
+  // Re-evaluates "colo.generate" from the scheduler's snapshot.
+  void UpdateHealth();
+
+  EngineRuntime* const runtime_;
+  const TokenChecker* const auth_;
+  WeightUpdateService weights_;
+  absl::Mutex health_mu_;
+  grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(health_mu_) = nullptr;
+  bool shutting_down_ ABSL_GUARDED_BY(health_mu_) = false;
 };
+
+// Fills the proto MemoryInfo from a runtime snapshot and the scheduler's KV
+// pool usage.
+void FillMemoryInfo(const MemoryInfo& memory, const SchedulerSnapshot& snapshot,
+                    colo::v1::MemoryInfo* out);
 
 }  // namespace colo::engine
 

@@ -1,0 +1,40 @@
+// WeightUpdateService: the engine side of weight updates (collective groups,
+// UpdateWeightsFromDistributed / FromTensor / FromDisk, checksums), on top of
+// weight_sync/ and the model's staged update sink. Every update is validated
+// before a byte moves, staged, and committed on the scheduler thread between
+// forward steps (Scheduler::CommitWeights), so generation never sees a mix.
+//
+// Thread-safe.
+#ifndef COLO_ENGINE_SERVER_WEIGHT_UPDATE_SERVICE_H_
+#define COLO_ENGINE_SERVER_WEIGHT_UPDATE_SERVICE_H_
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "colo/v1/engine.grpc.pb.h"
+#include "engine/server/engine_runtime.h"
+
+namespace colo::engine {
+
+class WeightUpdateService {
+ public:
+  explicit WeightUpdateService(EngineRuntime* runtime) : runtime_(runtime) {}
+
+  absl::StatusOr<colo::v1::InitWeightsUpdateGroupResponse> InitGroup(
+      const colo::v1::InitWeightsUpdateGroupRequest& request);
+  absl::Status DestroyGroup(const colo::v1::DestroyWeightsUpdateGroupRequest& request);
+  absl::StatusOr<colo::v1::UpdateWeightsResponse> UpdateFromDistributed(
+      const colo::v1::UpdateWeightsFromDistributedRequest& request);
+  absl::StatusOr<colo::v1::UpdateWeightsResponse> UpdateFromTensor(
+      grpc::ServerReader<colo::v1::WeightChunk>* reader);
+  absl::StatusOr<colo::v1::UpdateWeightsResponse> UpdateFromDisk(
+      const colo::v1::UpdateWeightsFromDiskRequest& request);
+  absl::StatusOr<colo::v1::GetWeightChecksumsResponse> Checksums(
+      const colo::v1::GetWeightChecksumsRequest& request);
+
+ private:
+  EngineRuntime* const runtime_;
+};
+
+}  // namespace colo::engine
+
+#endif  // COLO_ENGINE_SERVER_WEIGHT_UPDATE_SERVICE_H_
