@@ -47,12 +47,18 @@ CublasHandle::~CublasHandle() {
 }
 
 CublasHandle::CublasHandle(CublasHandle&& other) noexcept
-    : handle_(std::exchange(other.handle_, nullptr)) {}
+    : handle_(std::exchange(other.handle_, nullptr)),
+      stream_(std::exchange(other.stream_, nullptr)),
+      workspace_(std::exchange(other.workspace_, nullptr)),
+      workspace_bytes_(std::exchange(other.workspace_bytes_, 0)) {}
 
 CublasHandle& CublasHandle::operator=(CublasHandle&& other) noexcept {
   if (this != &other) {
     if (handle_ != nullptr) cublasDestroy(handle_);
     handle_ = std::exchange(other.handle_, nullptr);
+    stream_ = std::exchange(other.stream_, nullptr);
+    workspace_ = std::exchange(other.workspace_, nullptr);
+    workspace_bytes_ = std::exchange(other.workspace_bytes_, 0);
   }
   return *this;
 }
@@ -61,8 +67,33 @@ absl::Status CublasHandle::SetWorkspace(void* workspace, size_t bytes) {
   if (handle_ == nullptr) {
     return absl::FailedPreconditionError("CublasHandle::SetWorkspace on an empty handle");
   }
-  return CublasStatus(cublasSetWorkspace(handle_, workspace, bytes),
-                      "cublasSetWorkspace");
+  if (absl::Status s = CublasStatus(cublasSetWorkspace(handle_, workspace, bytes),
+                                    "cublasSetWorkspace");
+      !s.ok()) {
+    return s;
+  }
+  workspace_ = workspace;
+  workspace_bytes_ = bytes;
+  return absl::OkStatus();
+}
+
+absl::Status CublasHandle::BindStream(cudaStream_t stream) {
+  if (stream == stream_) return absl::OkStatus();
+  if (absl::Status s = CublasStatus(cublasSetStream(handle_, stream), "cublasSetStream");
+      !s.ok()) {
+    return s;
+  }
+  // cublasSetStream resets the workspace to cuBLAS's default pool.
+  if (workspace_ != nullptr) {
+    if (absl::Status s = CublasStatus(
+            cublasSetWorkspace(handle_, workspace_, workspace_bytes_),
+            "cublasSetWorkspace (after cublasSetStream)");
+        !s.ok()) {
+      return s;  // stream_ unchanged: the next call binds again
+    }
+  }
+  stream_ = stream;
+  return absl::OkStatus();
 }
 
 absl::Status CublasHandle::Linear(const float* x, int64_t m, int64_t k,
@@ -77,10 +108,7 @@ absl::Status CublasHandle::Linear(const float* x, int64_t m, int64_t k,
         absl::StrCat("Linear: bad shape m=", m, " k=", k, " n=", n));
   }
   if (m == 0) return absl::OkStatus();
-  if (absl::Status s = CublasStatus(cublasSetStream(handle_, stream), "cublasSetStream");
-      !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = BindStream(stream); !s.ok()) return s;
   // Row-major y[m][n] is column-major y^T (n x m) = w x^T, where row-major
   // w[n][k] is column-major (k x n) and row-major x[m][k] is column-major
   // (k x m): y^T = op_T(w_cm) * x_cm.

@@ -8,9 +8,11 @@
 // the CPU kernel within float rounding (the summation order differs).
 //
 // CublasHandle owns one cublasHandle_t (move-only). Linear() binds the
-// handle to `stream` on every call. For CUDA-graph capture set a workspace
-// first (SetWorkspace, e.g. a buffer of the cuda_graph tag) so cuBLAS does
-// not allocate during capture.
+// handle to `stream` when it differs from the last one (cublasSetStream, which
+// resets cuBLAS's workspace, so the workspace given to SetWorkspace is set
+// again right after). For CUDA-graph capture set a workspace first
+// (SetWorkspace, e.g. a buffer of the cuda_graph tag) so cuBLAS does not
+// allocate during capture.
 //
 // Not thread-safe: one handle per thread (or external locking).
 // Errors: INVALID_ARGUMENT for bad shapes; cuBLAS failures are INTERNAL
@@ -56,7 +58,13 @@ class CublasHandle {
 
  private:
   explicit CublasHandle(cublasHandle_t handle) : handle_(handle) {}
+  // Binds `stream` (and re-applies the workspace) if it is not bound yet.
+  absl::Status BindStream(cudaStream_t stream);
+
   cublasHandle_t handle_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // bound stream (nullptr = legacy default)
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
 };
 
 // cuBLAS status -> absl::Status naming `what`.
