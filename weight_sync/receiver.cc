@@ -198,12 +198,25 @@ absl::StatusOr<UpdateTimings> ReceiveUpdate(const ReceiverOptions& options,
 
   // --- Buckets, double-buffered. ---
   const std::vector<Bucket>& buckets = plan->buckets;
+  // Zero-copy: a host bucket that is one piece of one tensor is received
+  // straight into the sink's staging area when it offers one.
+  std::vector<void*> direct(buckets.size(), nullptr);
+  if (!on_device) {
+    for (size_t i = 0; i < buckets.size(); ++i) {
+      const std::vector<BucketPiece>& pieces = buckets[i].pieces;
+      if (pieces.size() == 1 && pieces[0].bucket_offset == 0) {
+        direct[i] = sink->StagingArea(specs[pieces[0].tensor_index].name,
+                                      pieces[0].tensor_offset, pieces[0].bytes);
+      }
+    }
+  }
   SlotPipeline pipe;
   std::thread transfer([&] {
     for (size_t i = 0; i < buckets.size(); ++i) {
       const int s = i % 2;
       if (!pipe.WaitFree(s)) return;
-      absl::Status bst = t->Broadcast(slots[s].get(), buckets[i].bytes, 0);
+      void* dst = direct[i] != nullptr ? direct[i] : slots[s].get();
+      absl::Status bst = t->Broadcast(dst, buckets[i].bytes, 0);
       if (!bst.ok()) {
         pipe.Fail(absl::Status(bst.code(), absl::StrCat("bucket ", i, "/",
                                                         buckets.size(), ": ",
@@ -227,8 +240,11 @@ absl::StatusOr<UpdateTimings> ReceiveUpdate(const ReceiverOptions& options,
     }
     for (const BucketPiece& p : buckets[i].pieces) {
       if (!apply_error.ok()) break;  // keep draining to stay in step
-      apply_error = sink->Stage(specs[p.tensor_index].name, p.tensor_offset,
-                                base + p.bucket_offset, p.bytes);
+      const std::string& name = specs[p.tensor_index].name;
+      apply_error = direct[i] != nullptr
+                        ? sink->MarkStaged(name, p.tensor_offset, p.bytes)
+                        : sink->Stage(name, p.tensor_offset, base + p.bucket_offset,
+                                      p.bytes);
     }
     apply_time += absl::Now() - a0;
     pipe.MarkFree(s);

@@ -5,7 +5,9 @@
 // staging buffers of bucket_bytes from the caching allocator and receives
 // the buckets double-buffered: a transfer thread broadcasts bucket i+1 into
 // one buffer while the calling thread stages bucket i from the other into
-// the sink. After the last bucket, every rank votes; only if all ranks
+// the sink. On host transports, a bucket that is a single piece of one
+// tensor goes straight into the sink's staging area when the sink offers
+// one (UpdateSink::StagingArea), skipping the staging copy. After the last bucket, every rank votes; only if all ranks
 // (the sender and every engine rank) landed everything does the sink commit,
 // via `run_commit` (the engine passes a function that runs the commit on its
 // scheduler thread between forward steps and returns its status).

@@ -50,6 +50,20 @@ class UpdateSink {
   // tensor's bytes.
   virtual absl::Status Stage(const std::string& name, size_t offset,
                              const void* data, size_t bytes) = 0;
+  // Optional zero-copy path: a host pointer where a transport may write
+  // `bytes` bytes of tensor `name` at byte `offset` (the wire bytes, as
+  // Stage would copy them), or null when the sink cannot offer one. Call it
+  // after Begin and before any Stage/MarkStaged of the update (pointers stay
+  // valid until Commit/Abort); the bytes count as staged only after
+  // MarkStaged with the same range.
+  virtual void* StagingArea(const std::string& name, size_t offset,
+                            size_t bytes) {
+    return nullptr;
+  }
+  virtual absl::Status MarkStaged(const std::string& name, size_t offset,
+                                  size_t bytes) {
+    return absl::FailedPreconditionError("this sink has no staging area");
+  }
   virtual absl::Status CheckComplete() const = 0;
   // FAILED_PRECONDITION when CheckComplete fails or nothing was begun.
   virtual absl::Status Commit() = 0;

@@ -122,8 +122,8 @@ void ModelWeightUpdateSink::AddRange(Shadow* shadow, size_t begin, size_t end) {
   shadow->covered_bytes += end - begin;
 }
 
-absl::Status ModelWeightUpdateSink::Stage(const std::string& name, size_t offset,
-                                          const void* data, size_t bytes) {
+absl::StatusOr<ModelWeightUpdateSink::Shadow*> ModelWeightUpdateSink::RangeOf(
+    const std::string& name, size_t offset, size_t bytes) {
   auto it = shadows_.find(name);
   if (it == shadows_.end()) {
     return absl::InvalidArgumentError(
@@ -137,9 +137,33 @@ absl::Status ModelWeightUpdateSink::Stage(const std::string& name, size_t offset
         "\" of ", total, " bytes (", WireDtypeName(shadow.spec.dtype), " ",
         ShapeToString(shadow.spec.shape), ")"));
   }
+  return &shadow;
+}
+
+absl::Status ModelWeightUpdateSink::Stage(const std::string& name, size_t offset,
+                                          const void* data, size_t bytes) {
+  absl::StatusOr<Shadow*> shadow = RangeOf(name, offset, bytes);
+  if (!shadow.ok()) return shadow.status();
   if (bytes == 0) return absl::OkStatus();
-  std::memcpy(static_cast<char*>(shadow.data) + offset, data, bytes);
-  AddRange(&shadow, offset, offset + bytes);
+  std::memcpy(static_cast<char*>((*shadow)->data) + offset, data, bytes);
+  AddRange(*shadow, offset, offset + bytes);
+  staged_bytes_ += bytes;
+  return absl::OkStatus();
+}
+
+void* ModelWeightUpdateSink::StagingArea(const std::string& name, size_t offset,
+                                         size_t bytes) {
+  absl::StatusOr<Shadow*> shadow = RangeOf(name, offset, bytes);
+  if (!shadow.ok() || bytes == 0) return nullptr;
+  return static_cast<char*>((*shadow)->data) + offset;
+}
+
+absl::Status ModelWeightUpdateSink::MarkStaged(const std::string& name,
+                                               size_t offset, size_t bytes) {
+  absl::StatusOr<Shadow*> shadow = RangeOf(name, offset, bytes);
+  if (!shadow.ok()) return shadow.status();
+  if (bytes == 0) return absl::OkStatus();
+  AddRange(*shadow, offset, offset + bytes);
   staged_bytes_ += bytes;
   return absl::OkStatus();
 }

@@ -24,6 +24,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "engine/memory/caching_allocator.h"
 #include "engine/model/model_weights.h"
 #include "weight_sync/update_sink.h"
@@ -50,6 +51,10 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
   absl::Status Begin(const std::vector<weight_sync::TensorSpec>& specs) override;
   absl::Status Stage(const std::string& name, size_t offset, const void* data,
                      size_t bytes) override;
+  // The shadow buffer itself (zero-copy receive).
+  void* StagingArea(const std::string& name, size_t offset, size_t bytes) override;
+  absl::Status MarkStaged(const std::string& name, size_t offset,
+                          size_t bytes) override;
   absl::Status CheckComplete() const override;
   absl::Status Commit() override;
   void Abort() override;
@@ -67,6 +72,9 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
   };
   explicit ModelWeightUpdateSink(const Options& options) : options_(options) {}
   static void AddRange(Shadow* shadow, size_t begin, size_t end);
+  // The begun shadow covering [offset, offset + bytes), or an error.
+  absl::StatusOr<Shadow*> RangeOf(const std::string& name, size_t offset,
+                                  size_t bytes);
   void FreeShadows();
 
   const Options options_;
