@@ -800,4 +800,14 @@ absl::Status Scheduler::CommitWeights(const std::function<absl::Status()>& apply
       .status();
 }
 
+absl::Status Scheduler::RunBetweenSteps(
+    const char* what, const std::function<absl::Status(bool weights_resident)>& fn) {
+  return Call<bool>(what,
+                    [this, fn]() -> absl::StatusOr<bool> {
+                      RETURN_IF_ERROR(fn(TagResident(MemoryTag::kWeights)));
+                      return true;
+                    })
+      .status();
+}
+
 }  // namespace colo::engine

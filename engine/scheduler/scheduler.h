@@ -184,6 +184,11 @@ class Scheduler {
   absl::Status CommitWeights(const std::function<absl::Status()>& apply,
                              const std::string& weight_version, bool flush_cache);
 
+  // Runs `fn` on the scheduler thread between steps (e.g. reading weights
+  // without racing a commit). `fn` gets whether `weights` is resident.
+  absl::Status RunBetweenSteps(const char* what,
+                               const std::function<absl::Status(bool weights_resident)>& fn);
+
   SchedulerSnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(snapshot_mu_);
 
  private:

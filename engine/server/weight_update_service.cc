@@ -1,16 +1,50 @@
 #include "engine/server/weight_update_service.h"
 
+#include <memory>
+
 #include "absl/strings/str_cat.h"
+#include "engine/memory/memory_tag.h"
+#include "proto/base/logging.h"
 
 namespace colo::engine {
 namespace {
 
-absl::Status NotBuilt(absl::string_view rpc) {
-  return absl::UnimplementedError(
-      absl::StrCat(rpc, ": the weight update path is not built in this colo-engine yet"));
+// Updates run while paused or idle (DESIGN.md), with the weights resident.
+absl::Status CheckCanUpdate(const SchedulerSnapshot& s, const char* rpc) {
+  if (s.state.run != RunState::kPaused && s.num_running > 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        rpc, ": ", s.num_running,
+        " request(s) are running; PauseGeneration first (or wait until idle)"));
+  }
+  for (MemoryTag t : s.released_tags) {
+    if (t == MemoryTag::kWeights) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(rpc, ": the weights tag is released; ResumeTags(weights) first"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
+
+WeightUpdateService::WeightUpdateService(EngineRuntime* runtime) : runtime_(runtime) {
+  defaults_.init_timeout = absl::Milliseconds(runtime->options().weight_sync_init_timeout_ms);
+  defaults_.transfer_timeout =
+      absl::Milliseconds(runtime->options().weight_sync_transfer_timeout_ms);
+}
+
+weight_sync::EngineUpdateEnv WeightUpdateService::Env(
+    std::function<std::pair<std::string, bool>()> version_and_flush) {
+  weight_sync::EngineUpdateEnv env;
+  env.weights = &runtime_->weights();
+  env.allocator = &runtime_->allocator();
+  EngineRuntime* runtime = runtime_;
+  env.run_commit = [runtime, version_and_flush](const std::function<absl::Status()>& commit) {
+    const auto [version, flush] = version_and_flush();
+    return runtime->scheduler().CommitWeights(commit, version, flush);
+  };
+  return env;
+}
 
 absl::StatusOr<colo::v1::InitWeightsUpdateGroupResponse> WeightUpdateService::InitGroup(
     const colo::v1::InitWeightsUpdateGroupRequest& request) {
@@ -18,31 +52,72 @@ absl::StatusOr<colo::v1::InitWeightsUpdateGroupResponse> WeightUpdateService::In
     return absl::InvalidArgumentError(
         absl::StrCat("backend must be nccl or gloo, got '", request.backend(), "'"));
   }
-  return NotBuilt("InitWeightsUpdateGroup");
+  return weight_sync::InitGroup(&registry_, request, defaults_);
 }
 
-absl::Status WeightUpdateService::DestroyGroup(const colo::v1::DestroyWeightsUpdateGroupRequest&) {
-  return NotBuilt("DestroyWeightsUpdateGroup");
+absl::Status WeightUpdateService::DestroyGroup(
+    const colo::v1::DestroyWeightsUpdateGroupRequest& request) {
+  return weight_sync::DestroyGroup(&registry_, request);
 }
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromDistributed(
-    const colo::v1::UpdateWeightsFromDistributedRequest&) {
-  return NotBuilt("UpdateWeightsFromDistributed");
+    const colo::v1::UpdateWeightsFromDistributedRequest& request) {
+  if (absl::Status s = CheckCanUpdate(runtime_->scheduler().Snapshot(),
+                                      "UpdateWeightsFromDistributed");
+      !s.ok()) {
+    return s;
+  }
+  const std::string version = request.weight_version();
+  const bool flush = request.flush_cache();
+  return weight_sync::UpdateFromDistributed(registry_, request,
+                                            Env([version, flush] { return std::make_pair(version, flush); }));
 }
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromTensor(
-    grpc::ServerReader<colo::v1::WeightChunk>*) {
-  return NotBuilt("UpdateWeightsFromTensor");
+    grpc::ServerReader<colo::v1::WeightChunk>* reader) {
+  if (absl::Status s =
+          CheckCanUpdate(runtime_->scheduler().Snapshot(), "UpdateWeightsFromTensor");
+      !s.ok()) {
+    return s;
+  }
+  // The version and flush flag arrive with the commit message, after the
+  // data: the commit runner reads them from this slot.
+  auto commit = std::make_shared<colo::v1::WeightCommit>();
+  return weight_sync::UpdateFromChunks(
+      [reader](colo::v1::WeightChunk* c) { return reader->Read(c); },
+      Env([commit] { return std::make_pair(commit->weight_version(), commit->flush_cache()); }),
+      commit.get());
 }
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromDisk(
-    const colo::v1::UpdateWeightsFromDiskRequest&) {
-  return NotBuilt("UpdateWeightsFromDisk");
+    const colo::v1::UpdateWeightsFromDiskRequest& request) {
+  if (absl::Status s = CheckCanUpdate(runtime_->scheduler().Snapshot(), "UpdateWeightsFromDisk");
+      !s.ok()) {
+    return s;
+  }
+  const std::string version = request.weight_version();
+  const bool flush = request.flush_cache();
+  return weight_sync::UpdateFromDisk(request,
+                                     Env([version, flush] { return std::make_pair(version, flush); }));
 }
 
 absl::StatusOr<colo::v1::GetWeightChecksumsResponse> WeightUpdateService::Checksums(
-    const colo::v1::GetWeightChecksumsRequest&) {
-  return NotBuilt("GetWeightChecksums");
+    const colo::v1::GetWeightChecksumsRequest& request) {
+  absl::StatusOr<colo::v1::GetWeightChecksumsResponse> result =
+      absl::UnknownError("checksums not computed");
+  ModelWeights* weights = &runtime_->weights();
+  absl::Status s = runtime_->scheduler().RunBetweenSteps(
+      "GetWeightChecksums", [&result, &request, weights](bool resident) {
+        if (!resident) {
+          return absl::FailedPreconditionError(
+              "GetWeightChecksums: the weights tag is released; ResumeTags(weights) first");
+        }
+        result = weight_sync::WeightChecksums(request, *weights);
+        return absl::OkStatus();
+      });
+  if (!s.ok()) return s;
+  if (result.ok()) result->set_weight_version(runtime_->scheduler().Snapshot().weight_version);
+  return result;
 }
 
 }  // namespace colo::engine

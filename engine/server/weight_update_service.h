@@ -12,12 +12,14 @@
 #include "absl/status/statusor.h"
 #include "colo/v1/engine.grpc.pb.h"
 #include "engine/server/engine_runtime.h"
+#include "weight_sync/engine_update.h"
+#include "weight_sync/group_registry.h"
 
 namespace colo::engine {
 
 class WeightUpdateService {
  public:
-  explicit WeightUpdateService(EngineRuntime* runtime) : runtime_(runtime) {}
+  explicit WeightUpdateService(EngineRuntime* runtime);
 
   absl::StatusOr<colo::v1::InitWeightsUpdateGroupResponse> InitGroup(
       const colo::v1::InitWeightsUpdateGroupRequest& request);
@@ -32,7 +34,13 @@ class WeightUpdateService {
       const colo::v1::GetWeightChecksumsRequest& request);
 
  private:
+  // The environment of one update; `version_and_flush` is read when the
+  // commit runs (for streams, after the commit message arrived).
+  weight_sync::EngineUpdateEnv Env(std::function<std::pair<std::string, bool>()> version_and_flush);
+
   EngineRuntime* const runtime_;
+  weight_sync::GroupDefaults defaults_;
+  weight_sync::GroupRegistry registry_;  // thread-safe
 };
 
 }  // namespace colo::engine
