@@ -441,7 +441,11 @@ class ManifestsTest(unittest.TestCase):
                             "--layers=1", "--hidden=32", "--heads=2", "--kv_heads=1",
                             "--vocab=64"], check=True, stdout=subprocess.DEVNULL)
             flags["model"] = model
+            # The flag set is for a GPU; here it runs on the test machine's
+            # CPU with a small KV cache instead of a fraction of its memory.
             flags["device"] = "cpu"
+            flags.pop("mem_fraction", None)
+            flags["kv_cache_bytes"] = str(16 << 20)
         if "engines" in flags:
             flags["engines"] = "127.0.0.1:1"  # unreachable: the node reports FAILED, still serves
         flags["port"] = "0"

@@ -85,7 +85,16 @@ def main(argv=None):
     step = args.start_step or state.step + 1
     engines = [EngineClient(e.address, token_file=args.token_file)
                for e in controller.list_engines()]
+    try:
+        return run_cycles(args, controller, engines, checkpoint, prompt, step)
+    finally:
+        # Close the channels before the interpreter exits, also on errors.
+        for engine in engines:
+            engine.close()
+        controller.close()
 
+
+def run_cycles(args, controller, engines, checkpoint, prompt, step):
     for cycle in range(1, args.cycles + 1):
         t0 = time.monotonic()
         rolled = rollout(engines, prompt, args.max_new_tokens)
@@ -121,9 +130,6 @@ def main(argv=None):
                   "ROLLOUT", file=sys.stderr)
             return 1
         step += 1
-    for engine in engines:
-        engine.close()
-    controller.close()
     return 0
 
 
