@@ -108,10 +108,15 @@ absl::StatusOr<T> Scheduler::Call(const char* what, std::function<absl::StatusOr
   {
     absl::MutexLock lock(&mu_);
     if (stop_) return absl::UnavailableError(absl::StrCat(what, ": the engine is shutting down"));
-    commands_.push_back([box, fn = std::move(fn), what](bool cancelled) {
-      box->result = cancelled ? absl::UnavailableError(
-                                    absl::StrCat(what, ": the engine is shutting down"))
-                              : fn();
+    commands_.push_back([this, box, fn = std::move(fn), what](bool cancelled) {
+      if (cancelled) {
+        box->result = absl::UnavailableError(absl::StrCat(what, ": the engine is shutting down"));
+      } else {
+        box->result = fn();
+        // Callers read the snapshot right after a command (GetServerInfo
+        // after PauseGeneration): publish before answering.
+        Publish();
+      }
       box->done.Notify();
     });
   }

@@ -111,7 +111,12 @@ TEST_F(PauseTest, AbortReturnsPartialOutputsAndLaterRequestsWork) {
 }
 
 TEST_F(PauseTest, RequestsWhilePausedWaitOrFailFast) {
+  // Readiness ("colo.generate") follows the engine's ability to generate;
+  // liveness ("") stays SERVING.
+  EXPECT_THAT(CheckHealth(engine_->address(), "colo.generate"), IsOkAndHolds("SERVING"));
   ASSERT_OK(engine_->Pause("in_place").status());
+  EXPECT_THAT(CheckHealth(engine_->address(), "colo.generate"), IsOkAndHolds("NOT_SERVING"));
+  EXPECT_THAT(CheckHealth(engine_->address(), ""), IsOkAndHolds("SERVING"));
   colo::v1::GenerateRequest fast = GreedyRequest({1, 2, 3}, 4);
   fast.set_fail_if_unavailable(true);
   GenerateResult refused = engine_->Generate(fast);
@@ -122,6 +127,7 @@ TEST_F(PauseTest, RequestsWhilePausedWaitOrFailFast) {
   std::thread client([&] { queued = engine_->Greedy({1, 2, 3}, 4); });
   ASSERT_OK(engine_->Continue().status());
   client.join();
+  EXPECT_THAT(CheckHealth(engine_->address(), "colo.generate"), IsOkAndHolds("SERVING"));
   ASSERT_TRUE(queued.status.ok());
   ASSERT_OK_AND_ASSIGN(auto expected, OfflineGreedy(*model_dir_, {{1, 2, 3}}, 4));
   EXPECT_EQ(queued.tokens, expected[0]);

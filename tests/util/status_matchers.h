@@ -53,6 +53,17 @@ MATCHER_P2(StatusIs, code, message_matcher,
                                        result_listener);
 }
 
+// OK and the value matches `value_matcher`.
+MATCHER_P(IsOkAndHolds, value_matcher,
+          std::string(negation ? "is not OK or does not hold" : "is OK and holds") +
+              " a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(value_matcher, *arg, result_listener);
+}
+
 #define ASSERT_OK(expr) ASSERT_THAT((expr), ::colo::IsOk())
 #define EXPECT_OK(expr) EXPECT_THAT((expr), ::colo::IsOk())
 
