@@ -149,6 +149,9 @@ absl::StatusOr<SendReport> SendUpdate(const SendOptions& options,
     absl::StatusOr<void*> buf = place(s, src, buckets[i].bytes);
     send_error = buf.status();
     if (send_error.ok()) send_error = t->Broadcast(*buf, buckets[i].bytes, 0);
+    if (send_error.ok() && options.after_bucket_for_testing) {
+      options.after_bucket_for_testing(static_cast<int64_t>(i) + 1);
+    }
     if (!send_error.ok()) {
       send_error = absl::Status(send_error.code(),
                                 absl::StrCat("bucket ", i, "/", buckets.size(), ": ",

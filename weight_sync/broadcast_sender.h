@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,6 +42,11 @@ struct SendOptions {
   // Device transports only.
   engine::DeviceBackend* device_backend = nullptr;
   engine::CachingAllocator* staging = nullptr;
+  // TEST ONLY (fault injection): called on the sending thread after each
+  // bucket's broadcast returned OK, with the number of buckets sent so far.
+  // Tests kill or stop the sender here to interrupt an update at a known
+  // point. Null (the default) in production.
+  std::function<void(int64_t buckets_sent)> after_bucket_for_testing;
 };
 
 struct SendReport {

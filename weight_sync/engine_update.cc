@@ -38,6 +38,32 @@ void FillTimings(const UpdateTimings& t, v1::UpdateWeightsResponse* r) {
   r->set_commit_us(t.commit_us);
 }
 
+// A request whose dtypes do not parse is rejected before the sink sees it;
+// still list the other offenders (unknown names, wrong shapes) of the
+// tensors whose dtype did parse, so one reply names every bad tensor.
+absl::Status WithModelOffenders(const absl::Status& parse_error,
+                                const std::vector<std::string>& names,
+                                const std::vector<std::string>& dtypes,
+                                const std::vector<std::vector<int64_t>>& shapes,
+                                const UpdateSink& sink) {
+  if (names.size() != dtypes.size() || names.size() != shapes.size()) return parse_error;
+  std::vector<TensorSpec> parsed;
+  for (size_t i = 0; i < names.size(); ++i) {
+    absl::StatusOr<TensorDtype> dtype = ParseWireDtype(dtypes[i]);
+    if (!dtype.ok()) continue;
+    TensorSpec spec;
+    spec.name = names[i];
+    spec.dtype = *dtype;
+    spec.shape = shapes[i];
+    parsed.push_back(std::move(spec));
+  }
+  if (parsed.empty()) return parse_error;
+  absl::Status more = sink.Validate(parsed);
+  if (more.ok()) return parse_error;
+  return absl::InvalidArgumentError(
+      absl::StrCat(parse_error.message(), "; ", more.message()));
+}
+
 }  // namespace
 
 absl::StatusOr<TransportOptions> TransportOptionsFromRequest(
@@ -112,7 +138,7 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
                                   : kDefaultBucketBytes;
   absl::StatusOr<UpdateTimings> timings = ReceiveUpdate(
       ro, specs.ok() ? *specs : std::vector<TensorSpec>{}, bucket_bytes);
-  if (!specs.ok()) return specs.status();
+  if (!specs.ok()) return WithModelOffenders(specs.status(), names, dtypes, shapes, **sink);
   if (!timings.ok()) return timings.status();
   v1::UpdateWeightsResponse response;
   response.set_weight_version(request.weight_version());

@@ -140,6 +140,7 @@ absl::StatusOr<SendReport> WeightSender::Update(
   SendOptions so;
   so.transport = transport_.get();
   so.bucket_bytes = options_.bucket_bytes;
+  so.after_bucket_for_testing = options_.after_bucket_for_testing;
   absl::StatusOr<SendReport> report = SendUpdate(so, tensors);
   for (auto& t : threads) t.join();
   absl::Status st = Combine(options_.engines, rpc, report.status(),

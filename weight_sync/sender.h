@@ -16,6 +16,7 @@
 #ifndef COLO_WEIGHT_SYNC_SENDER_H_
 #define COLO_WEIGHT_SYNC_SENDER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,8 @@ struct WeightSenderOptions {
   absl::Duration transfer_timeout = absl::Seconds(120);
   // Added to the RPC deadlines on top of the collective timeouts.
   absl::Duration rpc_slack = absl::Seconds(30);
+  // TEST ONLY: see SendOptions::after_bucket_for_testing.
+  std::function<void(int64_t buckets_sent)> after_bucket_for_testing;
 };
 
 struct EngineUpdateResult {

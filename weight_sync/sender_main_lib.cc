@@ -1,5 +1,6 @@
 #include "weight_sync/sender_main_lib.h"
 
+#include <csignal>
 #include <cstdio>
 #include <vector>
 
@@ -21,6 +22,10 @@ ABSL_FLAG(int64_t, init_timeout_ms, 60000, "Deadline for the group to form.");
 ABSL_FLAG(int64_t, transfer_timeout_ms, 120000, "Deadline per collective call.");
 ABSL_FLAG(bool, flush_cache, true, "Ask the engines to flush their prefix cache.");
 ABSL_FLAG(bool, destroy_group_after, true, "Destroy the group after the update.");
+ABSL_FLAG(int64_t, debug_exit_after_buckets, -1,
+          "TEST ONLY (fault injection): after this many buckets were broadcast the "
+          "sender kills itself with SIGKILL, interrupting the update mid-transfer. "
+          "-1 = off. Never set this in production.");
 
 namespace colo {
 namespace weight_sync {
@@ -79,6 +84,16 @@ int WeightSenderMain(int argc, char** argv) {
   o.weight_version = absl::GetFlag(FLAGS_weight_version);
   o.flush_cache = absl::GetFlag(FLAGS_flush_cache);
   o.destroy_group_after = absl::GetFlag(FLAGS_destroy_group_after);
+  if (const int64_t n = absl::GetFlag(FLAGS_debug_exit_after_buckets); n >= 0) {
+    o.sender.after_bucket_for_testing = [n](int64_t sent) {
+      if (sent < n) return;
+      std::fprintf(stderr, "colo-weight-sender: --debug_exit_after_buckets=%lld: "
+                   "killing myself (SIGKILL) after %lld buckets\n",
+                   static_cast<long long>(n), static_cast<long long>(sent));
+      std::fflush(stderr);
+      ::raise(SIGKILL);
+    };
+  }
   if (o.sender.engines.empty() || o.checkpoint.empty()) {
     std::fprintf(stderr, "colo-weight-sender: --engines and --checkpoint are required\n");
     return 2;
