@@ -85,7 +85,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
 
   std::vector<std::string> argv_strings = {options.binary};
   argv_strings.insert(argv_strings.end(), options.args.begin(), options.args.end());
-  argv_strings.push_back("--port=0");
+  argv_strings.push_back(absl::StrCat("--port=", options.port));
   argv_strings.push_back(absl::StrCat("--port_file=", port_file));
   std::vector<char*> argv;
   for (std::string& s : argv_strings) argv.push_back(s.data());

@@ -30,6 +30,9 @@ struct ServerProcessOptions {
   std::string work_dir;
   // Name used for the files and in messages; default the binary's basename.
   std::string name;
+  // Port to bind (--port); 0 picks a free one. A fixed port lets a test
+  // restart a server where its clients expect it.
+  int port = 0;
 };
 
 class ServerProcess {
