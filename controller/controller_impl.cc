@@ -110,6 +110,8 @@ void ControllerImpl::ReplayAndReconcile() {
     pause_mode_ = last.pause_mode();
     phase_since_ = last.time_us() > 0 ? absl::FromUnixMicros(last.time_us()) : absl::Now();
     for (const auto& record : records) {
+      // A Recover back to ROLLOUT ends the cycle its step had begun.
+      if (record.op() == kRecover && record.phase() == ROLLOUT) completed_ops_.clear();
       if (record.step() == step_ && record.completed()) completed_ops_.insert(record.op());
     }
     interrupted = phase_;
@@ -439,6 +441,7 @@ absl::Status ControllerImpl::PauseAndRelease(const std::string& mode, int64_t ep
       ++verification_failures_;
       return verified;
     }
+    RecordInfo(i, engine.GetServerInfo());
     COLO_LOG(INFO) << "engine " << engine.address() << ": paused (" << mode << ", "
                    << paused.num_aborted() << " aborted, " << paused.num_retracted()
                    << " retracted, " << paused.num_kept() << " kept), released "
@@ -455,6 +458,11 @@ absl::Status ControllerImpl::ResumeAndVerify(const std::vector<std::string>& tag
     ASSIGN_OR_RETURN(auto after, engine.GetMemoryInfo());
     RecordMemory(i, after.memory());
     RETURN_IF_ERROR(VerifyResumed(engine.address(), tags, after.memory()));
+    // Released tags as NodeState reports them (ContinueAll refreshes the
+    // KV stage's).
+    if (std::find(tags.begin(), tags.end(), "weights") != tags.end()) {
+      RecordInfo(i, engine.GetServerInfo());
+    }
     COLO_LOG(INFO) << "engine " << engine.address() << ": resumed " << absl::StrJoin(tags, ",")
                    << " (device free " << resumed.device_free_bytes_before() << " -> "
                    << resumed.device_free_bytes_after() << ")";
@@ -467,6 +475,8 @@ absl::Status ControllerImpl::ContinueAll(int64_t epoch) {
     EngineClient& engine = *engines_[i];
     RETURN_IF_ERROR(CheckNotLost(epoch));
     ASSIGN_OR_RETURN(auto continued, engine.ContinueGeneration(/*torch_empty_cache=*/true));
+    // The engine's state and weight_version as NodeState reports them.
+    RecordInfo(i, engine.GetServerInfo());
     COLO_LOG(INFO) << "engine " << engine.address() << ": continued, caching allocator reserved "
                    << continued.reserved_bytes_before() << " -> "
                    << continued.reserved_bytes_after() << " bytes";
@@ -629,7 +639,18 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::Recover() {
     if (!released.empty() || info->state() != "serving") {
       RETURN_IF_ERROR(engine.ContinueGeneration(/*torch_empty_cache=*/true).status());
     }
-    RecordInfo(i, engine.GetServerInfo());
+    absl::StatusOr<::colo::v1::GetServerInfoResponse> now = engine.GetServerInfo();
+    RecordInfo(i, now);
+    RETURN_IF_ERROR(now.status());
+    if (now->state() == "needs_weights") {
+      // Weights released without a host backup come back undefined; the
+      // node must not claim ROLLOUT while an engine cannot generate.
+      return absl::FailedPreconditionError(absl::StrCat(
+          "engine ", engine.address(), " needs weights",
+          now->reason().empty() ? "" : absl::StrCat(" (", now->reason(), ")"),
+          ": send it a weight update (UpdateWeightsFromDisk, or the trainer's "
+          "UpdateWeightsFromDistributed), then Recover again"));
+    }
     return absl::OkStatus();
   });
   absl::MutexLock lock(&mu_);
@@ -644,6 +665,9 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::Recover() {
     view.last_error.clear();
   }
   RETURN_IF_ERROR(SetPhaseLocked(ROLLOUT, kRecover, /*completed=*/false, ""));
+  // The abandoned cycle is over: the trainer may run its step again (a
+  // retried PrepareTraining must release, not replay).
+  completed_ops_.clear();
   return ResponseLocked(false);
 }
 

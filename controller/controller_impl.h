@@ -53,7 +53,11 @@ class ControllerImpl {
     // reported for the released tags (--verify_fraction).
     double verify_fraction = 0.95;
     // Returned by BeginWeightSync (world_size is 1 + number of engines; the
-    // trainer is rank 0, engine i has rank 1 + i).
+    // trainer is rank 0, engine i has rank 1 + i). The controller never
+    // forms the group itself: the trainer hosts the rendezvous as rank 0 and
+    // calls InitWeightsUpdateGroup{rank_offset = endpoint.rank} and
+    // UpdateWeightsFromDistributed on every engine (weight_sync::WeightSender
+    // does both). master_port 0 means "the trainer picks a free port".
     std::string weight_sync_backend = "gloo";
     std::string weight_sync_master_address = "127.0.0.1";
     int weight_sync_master_port = 29500;
@@ -92,8 +96,11 @@ class ControllerImpl {
   // FAILED -> ROLLOUT: every engine must answer; released tags are resumed
   // (weights first) and paused engines continued. From TRAINING, WEIGHT_SYNC
   // or PAUSED_FOR_UPDATE (a cycle the trainer abandoned) the node first
-  // enters FAILED. Replayed in ROLLOUT. On error the node stays FAILED with
-  // the new reason.
+  // enters FAILED. Replayed in ROLLOUT. FAILED_PRECONDITION when an engine
+  // reports "needs_weights" after its tags are back (weights released without
+  // host backup): send it weights, then Recover again. On error the node
+  // stays FAILED with the new reason. Success forgets the operations
+  // completed for the current step, so the trainer can retry that step.
   absl::StatusOr<::colo::v1::TransitionResponse> Recover() ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
 
   // --- State ---------------------------------------------------------------------

@@ -100,7 +100,8 @@ TEST_F(ControllerImplTest, FullColocatedCycle) {
   for (auto& e : engines_) {
     EXPECT_THAT(e->calls(),
                 ElementsAre("PauseGeneration(abort)", "GetMemoryInfo",
-                            "ReleaseTags(weights,kv_cache,cuda_graph)", "GetMemoryInfo"));
+                            "ReleaseTags(weights,kv_cache,cuda_graph)", "GetMemoryInfo",
+                            "GetServerInfo"));
     EXPECT_FALSE(e->tag_resident("weights"));
     EXPECT_FALSE(e->tag_resident("kv_cache"));
     EXPECT_FALSE(e->tag_resident("cuda_graph"));
@@ -128,7 +129,7 @@ TEST_F(ControllerImplTest, FullColocatedCycle) {
   EXPECT_EQ(finished.state().phase(), ROLLOUT);
   for (auto& e : engines_) {
     EXPECT_THAT(e->calls(), ElementsAre("ResumeTags(kv_cache,cuda_graph)", "GetMemoryInfo",
-                                        "ContinueGeneration(empty)"));
+                                        "ContinueGeneration(empty)", "GetServerInfo"));
     EXPECT_TRUE(e->tag_resident("kv_cache"));
     EXPECT_FALSE(e->paused());
   }
@@ -284,6 +285,10 @@ TEST_F(ControllerImplTest, RecoverAbandonsACycle) {
   }
   EXPECT_THAT(impl->BeginWeightSync(Begin(1)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("node is in ROLLOUT")));
+  // The abandoned step runs again rather than replaying its old release.
+  ASSERT_OK_AND_ASSIGN(auto again, impl->PrepareTraining(Prepare(1)));
+  EXPECT_FALSE(again.replayed());
+  EXPECT_EQ(again.state().phase(), TRAINING);
 }
 
 TEST_F(ControllerImplTest, PauseForUpdateKeepsMemory) {

@@ -37,7 +37,9 @@ ABSL_FLAG(double, verify_fraction, 0.95,
 ABSL_FLAG(std::string, weight_sync_backend, "gloo", "Weight-sync group backend: gloo or nccl.");
 ABSL_FLAG(std::string, weight_sync_master_address, "127.0.0.1",
           "Rendezvous address of the weight-sync group (the trainer's rank 0).");
-ABSL_FLAG(int, weight_sync_master_port, 29500, "Rendezvous port of the weight-sync group.");
+ABSL_FLAG(int, weight_sync_master_port, 29500,
+          "Rendezvous port of the weight-sync group, returned by BeginWeightSync; 0 lets the "
+          "trainer (rank 0, which hosts the rendezvous) pick a free port.");
 ABSL_FLAG(std::string, weight_sync_group_name, "colo_weight_sync", "Weight-sync group name.");
 ABSL_FLAG(absl::Duration, engine_timeout, absl::Seconds(60), "Deadline of each engine call.");
 ABSL_FLAG(absl::Duration, health_interval, absl::Seconds(1),
@@ -105,9 +107,9 @@ absl::StatusOr<Config> ConfigFromFlags() {
   }
   config.impl.weight_sync_master_address = absl::GetFlag(FLAGS_weight_sync_master_address);
   config.impl.weight_sync_master_port = absl::GetFlag(FLAGS_weight_sync_master_port);
-  if (config.impl.weight_sync_master_port < 1 || config.impl.weight_sync_master_port > 65535) {
+  if (config.impl.weight_sync_master_port < 0 || config.impl.weight_sync_master_port > 65535) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--weight_sync_master_port must be in [1, 65535], got ",
+        absl::StrCat("--weight_sync_master_port must be in [0, 65535], got ",
                      config.impl.weight_sync_master_port));
   }
   config.impl.weight_sync_group_name = absl::GetFlag(FLAGS_weight_sync_group_name);

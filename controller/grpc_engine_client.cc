@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/support/channel_arguments.h"
 #include "proto/base/auth.h"
 #include "proto/base/grpc_status.h"
 
@@ -47,9 +48,17 @@ absl::StatusOr<std::vector<std::string>> ParseEngineList(const std::string& list
 absl::StatusOr<std::unique_ptr<GrpcEngineClient>> GrpcEngineClient::Create(const Options& options) {
   absl::Status valid = ValidateAddress(options.address);
   if (!valid.ok()) return valid;
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(
+  // An engine that restarts (same address) must be reachable again within
+  // about a health interval: cap gRPC's reconnect backoff (default: up to
+  // 120 s, during which every call fails fast with UNAVAILABLE and Recover
+  // cannot succeed).
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
       options.address,
-      options.credentials ? options.credentials : grpc::InsecureChannelCredentials());
+      options.credentials ? options.credentials : grpc::InsecureChannelCredentials(), args);
   return std::unique_ptr<GrpcEngineClient>(new GrpcEngineClient(options, std::move(channel)));
 }
 
