@@ -815,4 +815,23 @@ absl::Status Scheduler::RunBetweenSteps(
       .status();
 }
 
+absl::Status Scheduler::CheckUpdateAllowed(const char* rpc) {
+  return Call<bool>(rpc,
+                    [this, rpc]() -> absl::StatusOr<bool> {
+                      if (!TagResident(MemoryTag::kWeights)) {
+                        return absl::FailedPreconditionError(absl::StrCat(
+                            rpc, ": the weights tag is released; ResumeTags(weights) first"));
+                      }
+                      const int active = static_cast<int>(running_.size() + waiting_.size());
+                      if (state_.run == RunState::kServing && !state_.needs_weights && active > 0) {
+                        return absl::FailedPreconditionError(absl::StrCat(
+                            rpc, ": ", active,
+                            " request(s) are running or queued; PauseGeneration first (or wait "
+                            "until idle)"));
+                      }
+                      return true;
+                    })
+      .status();
+}
+
 }  // namespace colo::engine

@@ -184,6 +184,12 @@ class Scheduler {
   absl::Status CommitWeights(const std::function<absl::Status()>& apply,
                              const std::string& weight_version, bool flush_cache);
 
+  // Weight updates start only while paused or idle, with `weights`
+  // resident: FAILED_PRECONDITION naming the running requests or the
+  // released tag otherwise. (Requests queued while the engine needs weights
+  // do not block the update that unblocks them.)
+  absl::Status CheckUpdateAllowed(const char* rpc);
+
   // Runs `fn` on the scheduler thread between steps (e.g. reading weights
   // without racing a commit). `fn` gets whether `weights` is resident.
   absl::Status RunBetweenSteps(const char* what,

@@ -7,25 +7,6 @@
 #include "proto/base/logging.h"
 
 namespace colo::engine {
-namespace {
-
-// Updates run while paused or idle (DESIGN.md), with the weights resident.
-absl::Status CheckCanUpdate(const SchedulerSnapshot& s, const char* rpc) {
-  if (s.state.run != RunState::kPaused && s.num_running > 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        rpc, ": ", s.num_running,
-        " request(s) are running; PauseGeneration first (or wait until idle)"));
-  }
-  for (MemoryTag t : s.released_tags) {
-    if (t == MemoryTag::kWeights) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(rpc, ": the weights tag is released; ResumeTags(weights) first"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 WeightUpdateService::WeightUpdateService(EngineRuntime* runtime) : runtime_(runtime) {
   defaults_.init_timeout = absl::Milliseconds(runtime->options().weight_sync_init_timeout_ms);
@@ -62,8 +43,7 @@ absl::Status WeightUpdateService::DestroyGroup(
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromDistributed(
     const colo::v1::UpdateWeightsFromDistributedRequest& request) {
-  if (absl::Status s = CheckCanUpdate(runtime_->scheduler().Snapshot(),
-                                      "UpdateWeightsFromDistributed");
+  if (absl::Status s = runtime_->scheduler().CheckUpdateAllowed("UpdateWeightsFromDistributed");
       !s.ok()) {
     return s;
   }
@@ -75,8 +55,7 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromD
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromTensor(
     grpc::ServerReader<colo::v1::WeightChunk>* reader) {
-  if (absl::Status s =
-          CheckCanUpdate(runtime_->scheduler().Snapshot(), "UpdateWeightsFromTensor");
+  if (absl::Status s = runtime_->scheduler().CheckUpdateAllowed("UpdateWeightsFromTensor");
       !s.ok()) {
     return s;
   }
@@ -91,7 +70,7 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromT
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromDisk(
     const colo::v1::UpdateWeightsFromDiskRequest& request) {
-  if (absl::Status s = CheckCanUpdate(runtime_->scheduler().Snapshot(), "UpdateWeightsFromDisk");
+  if (absl::Status s = runtime_->scheduler().CheckUpdateAllowed("UpdateWeightsFromDisk");
       !s.ok()) {
     return s;
   }

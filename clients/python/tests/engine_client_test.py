@@ -133,7 +133,8 @@ class EngineClientTest(unittest.TestCase):
 
     def test_failed_update_keeps_previous_weights(self):
         version = self.engine.get_server_info().weight_version
-        with self.assertRaises(NotFoundError):
+        # Unknown names are INVALID_ARGUMENT (validated before a byte moves).
+        with self.assertRaises(InvalidArgumentError):
             self.engine.update_weights_from_tensors({"no.such.tensor": torch.zeros(3)}, "bad")
         name, t = next(iter(self.checkpoint.items()))
         with self.assertRaises(InvalidArgumentError):
