@@ -163,10 +163,16 @@ TEST(TransportFactoryTest, BackendSelection) {
   o.backend = "mpi";
   EXPECT_THAT(CreateTransport(o), StatusIs(absl::StatusCode::kInvalidArgument,
                                            HasSubstr("\"mpi\"")));
-#ifndef COLO_WITH_NCCL
   o.backend = "nccl";
+#ifndef COLO_WITH_NCCL
   EXPECT_THAT(CreateTransport(o), StatusIs(absl::StatusCode::kFailedPrecondition,
                                            HasSubstr("--config=cuda")));
+#else
+  // NCCL is built in: it works with a GPU and refuses cleanly without one.
+  if (absl::StatusOr<std::unique_ptr<Transport>> n = CreateTransport(o); !n.ok()) {
+    EXPECT_THAT(n.status(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                     HasSubstr("no usable CUDA device")));
+  }
 #endif
   o.backend = "gloo";
   ASSERT_OK_AND_ASSIGN(auto solo, CreateTransport(o));

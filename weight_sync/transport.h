@@ -79,7 +79,8 @@ class Transport {
 // Creates the transport named by options.backend. Blocks until every rank
 // joined and the group is connected, or the init timeout passed.
 //   - "gloo": always available.
-//   - "nccl": FAILED_PRECONDITION in builds without --config=cuda.
+//   - "nccl": NcclTransport under --config=cuda (FAILED_PRECONDITION there
+//     when no CUDA device is usable); FAILED_PRECONDITION in other builds.
 //   - anything else: INVALID_ARGUMENT.
 // Rendezvous failures: DEADLINE_EXCEEDED (master unreachable, ranks that never
 // joined), INVALID_ARGUMENT (world_size / rank / group mismatch).
