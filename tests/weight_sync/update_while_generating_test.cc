@@ -2,10 +2,13 @@
 // is generating on a real colo-engine, and the running request keeps the
 // old weights to its last token (DESIGN.md: updates only while paused or
 // idle; no request may see a mix of versions).
+#include <thread>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/status_matchers.h"
 #include "tests/weight_sync/weight_sync_fixture.h"
+#include "weight_sync/sender.h"
 
 namespace colo::test_util {
 namespace {
@@ -49,6 +52,72 @@ TEST(UpdateWhileGeneratingTest, EveryUpdateRpcIsFailedPrecondition) {
     EXPECT_EQ(r.tokens, alone.tokens) << "the running request saw other weights";
   }
   EXPECT_TRUE(caught) << "no attempt overlapped the updates with a running generation";
+}
+
+// The engine is idle when UpdateWeightsFromDistributed starts (so the
+// lifecycle check passes); a long request arrives while the buckets are on
+// the wire and is generating when the commit comes. Whatever the engine
+// does (refuse the commit, or hold it), the request must not see a mix:
+// its tokens are exactly A's (and it reports A) or exactly B's (and it
+// reports B).
+TEST(UpdateWhileGeneratingTest, RequestStartedMidTransferNeverSeesAMix) {
+  ASSERT_OK_AND_ASSIGN(Checkpoints ckpt, MakeCheckpoints());
+  ASSERT_OK_AND_ASSIGN(auto engine, StartEngine(ckpt.a, kVersionA));
+  ASSERT_OK_AND_ASSIGN(auto b, engine::SafetensorsCheckpoint::Open(ckpt.b));
+  ASSERT_OK_AND_ASSIGN(auto tensors, weight_sync::TensorsFromCheckpoint(*b));
+  const v1::GenerateRequest request = GreedyRequest(Prompt(9, 8, 256), kLongGeneration);
+  GenerateResult on_a = engine->Generate(request);
+  ASSERT_TRUE(on_a.status.ok()) << on_a.status.error_message();
+
+  ASSERT_OK_AND_ASSIGN(auto transport, FormGroup({engine.get()}, "g_mid", absl::Seconds(30),
+                                                 absl::Seconds(30)));
+  constexpr int64_t kBucket = 16 << 10;
+  absl::StatusOr<v1::UpdateWeightsResponse> reply;
+  std::thread rpc([&] {
+    reply = UpdateFromDistributed(
+        *engine, DistributedRequest(tensors, "g_mid", kVersionB, kBucket), absl::Seconds(60));
+  });
+  std::unique_ptr<GenerateStream> stream;
+  int running_at_commit = -1;
+  weight_sync::SendOptions so;
+  so.transport = transport.get();
+  so.bucket_bytes = kBucket;
+  so.after_bucket_for_testing = [&](int64_t sent) {
+    if (sent != 1) return;
+    // Between bucket 1 and 2: start the request and wait for its first token.
+    stream = std::make_unique<GenerateStream>(engine->stub(), request);
+    ASSERT_TRUE(stream->ReadUntil(1));
+    auto info = engine->Info();
+    if (info.ok()) running_at_commit = info->num_running();
+  };
+  absl::Status sent = weight_sync::SendUpdate(so, tensors).status();
+  rpc.join();
+  ASSERT_NE(stream, nullptr);
+  GenerateResult mid = stream->Finish();
+  ASSERT_TRUE(mid.status.ok()) << mid.status.error_message();
+  ASSERT_EQ(running_at_commit, 1) << "the request was not running during the transfer";
+
+  ASSERT_OK_AND_ASSIGN(auto info, engine->Info());
+  GenerateResult after = engine->Generate(request);
+  ASSERT_TRUE(after.status.ok());
+  EXPECT_EQ(after.weight_version, info.weight_version());
+  if (reply.ok()) {
+    EXPECT_OK(sent);
+    EXPECT_EQ(info.weight_version(), kVersionB);
+    EXPECT_NE(after.tokens, on_a.tokens);
+  } else {
+    EXPECT_EQ(info.weight_version(), kVersionA) << reply.status();
+    EXPECT_EQ(after.tokens, on_a.tokens);
+  }
+  // The request that ran across the commit: all A or all B, never a mix.
+  if (mid.weight_version == kVersionA) {
+    EXPECT_EQ(mid.tokens, on_a.tokens) << "reported A but generated other tokens";
+  } else {
+    EXPECT_EQ(mid.weight_version, kVersionB);
+    EXPECT_EQ(mid.tokens, after.tokens)
+        << "a request that started on A and ended on B: it saw a mix of weights (update reply: "
+        << reply.status() << ")";
+  }
 }
 
 }  // namespace
