@@ -1,6 +1,7 @@
 #include "controller/verify.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -27,6 +28,28 @@ int64_t ReportedReleased(const ::colo::v1::ReleaseTagsResponse& release, const s
 std::string DeviceKind(const ReleaseEvidence& e) {
   if (!e.after.device().kind().empty()) return e.after.device().kind();
   return e.before.device().kind();
+}
+
+// Names the tag whose size explains `missing` bytes (within 10% of the
+// tag's bytes): the pool that was most likely kept. Empty when none does.
+std::string Culprit(const ReleaseEvidence& evidence, int64_t missing) {
+  std::string best;
+  int64_t best_bytes = 0;
+  int64_t best_error = 0;
+  for (const std::string& tag : evidence.tags) {
+    const int64_t bytes = ExpectedFreedBytes(evidence, tag);
+    if (bytes <= 0) continue;
+    const int64_t error = std::abs(missing - bytes);
+    if (10 * error > bytes) continue;
+    if (best.empty() || error < best_error) {
+      best = tag;
+      best_bytes = bytes;
+      best_error = error;
+    }
+  }
+  if (best.empty()) return "";
+  return absl::StrCat("; the missing ", missing, " bytes match tag ", best, " (", best_bytes,
+                      " bytes): its memory was most likely not freed");
 }
 
 }  // namespace
@@ -99,7 +122,8 @@ absl::Status VerifyRelease(const ReleaseEvidence& evidence, double fraction) {
         cpu ? "process RSS" : "device free memory", " changed by only ", observed, " bytes (",
         cpu ? r.process_resident_bytes_before() : r.device_free_bytes_before(), " -> ",
         cpu ? r.process_resident_bytes_after() : r.device_free_bytes_after(),
-        "; need >= ", static_cast<int64_t>(fraction * static_cast<double>(expected)), ")"));
+        "; need >= ", static_cast<int64_t>(fraction * static_cast<double>(expected)), ")",
+        Culprit(evidence, expected - observed)));
   }
   return absl::OkStatus();
 }

@@ -50,6 +50,20 @@ TEST(VerifyTest, HonestReleasePasses) {
   EXPECT_OK(VerifyRelease(e, 0.95));
 }
 
+TEST(VerifyTest, ShortfallNamesTheTagThatWasKept) {
+  ReleaseEvidence e = HonestGpuRelease();
+  // Only the weights came back: the kv_cache pool (8 GiB) was kept.
+  e.release.set_device_free_bytes_after(10 * kGiB + 4 * kGiB + 1000);
+  EXPECT_THAT(VerifyRelease(e, 0.95),
+              StatusIs(absl::StatusCode::kAborted,
+                       HasSubstr("bytes match tag kv_cache (8589934592 bytes)")));
+  // A shortfall no single tag explains names none.
+  e.release.set_device_free_bytes_after(10 * kGiB + 6 * kGiB);
+  EXPECT_THAT(VerifyRelease(e, 0.95),
+              StatusIs(absl::StatusCode::kAborted,
+                       testing::Not(HasSubstr("bytes match tag"))));
+}
+
 TEST(VerifyTest, SlightlyShortOfTheFractionStillPasses) {
   ReleaseEvidence e = HonestGpuRelease();
   e.release.set_device_free_bytes_after(10 * kGiB + static_cast<int64_t>(0.96 * 12 * kGiB));

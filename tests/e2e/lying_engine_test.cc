@@ -33,7 +33,7 @@ TEST(LyingEngineTest, PrepareTrainingFailsNamingKvCache) {
                              HasSubstr("kv_cache"), Not(HasSubstr(node->engine_address(0))))));
   ASSERT_OK_AND_ASSIGN(auto state, GetNodeState(node->stub(), false));
   EXPECT_EQ(state.phase(), colo::v1::FAILED);
-  EXPECT_THAT(state.reason(), AllOf(HasSubstr(liar), HasSubstr("kv_cache")));
+  EXPECT_THAT(state.reason(), AllOf(HasSubstr(liar), HasSubstr("bytes match tag kv_cache")));
   std::printf("FAILED reason: %s\n", state.reason().c_str());
   // The trainer cannot go on: the next transition names the FAILED phase.
   EXPECT_THAT(trainer->BeginWeightSync(1),
