@@ -1,5 +1,6 @@
 #include "controller/grpc_engine_client.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/container/flat_hash_set.h"
@@ -96,9 +97,20 @@ void GrpcEngineClient::CancelPending() {
 
 absl::StatusOr<::colo::v1::GetServerInfoResponse> GrpcEngineClient::GetServerInfo() {
   ::colo::v1::GetServerInfoResponse response;
-  absl::Status status = Invoke("GetServerInfo", options_.call_timeout, [&](grpc::ClientContext* c) {
+  auto call = [&](grpc::ClientContext* c) {
     return stub_->GetServerInfo(c, ::colo::v1::GetServerInfoRequest(), &response);
-  });
+  };
+  absl::Status status = Invoke("GetServerInfo", options_.call_timeout, call);
+  // The first call after an engine restart (Recover, reconciliation) may find
+  // the channel still in reconnect backoff from the outage: give it one
+  // connection attempt (bounded, longer than the 1 s backoff cap) and retry
+  // once; a dead engine still answers UNAVAILABLE.
+  if (absl::IsUnavailable(status) &&
+      channel_->WaitForConnected(std::chrono::system_clock::now() +
+                                 absl::ToChronoNanoseconds(
+                                     std::min(options_.call_timeout, absl::Milliseconds(1500))))) {
+    status = Invoke("GetServerInfo", options_.call_timeout, call);
+  }
   if (!status.ok()) return status;
   return response;
 }

@@ -30,6 +30,7 @@ struct Scheduler::Request {
   FinishReason finish = FinishReason::kNone;
   absl::Status error;
   bool done = false;
+  bool prefix_shared = false;  // the prompt was inserted into the radix cache
 
   int32_t outputs() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
 };
@@ -134,7 +135,7 @@ absl::StatusOr<T> Scheduler::Call(const char* what, std::function<absl::StatusOr
 bool Scheduler::TagResident(MemoryTag tag) const { return !pool_->IsReleased(tag); }
 
 bool Scheduler::CanStepLocked() const {
-  return state_.run == RunState::kServing && !state_.needs_weights &&
+  return state_.run == RunState::kServing && !state_.needs_weights && updates_in_flight_ == 0 &&
          TagResident(MemoryTag::kWeights) && TagResident(MemoryTag::kKvCache) &&
          (!running_.empty() || !waiting_.empty());
 }
@@ -169,9 +170,30 @@ void Scheduler::Loop() {
   Publish();
 }
 
+bool Scheduler::SharesPrefixWithPrefill(const Request& r) const {
+  const int32_t p = kv_->options().page_size;
+  if (r.session != nullptr || r.prompt_len <= p) return false;
+  for (const auto& other : running_) {
+    if (other->session != nullptr || other->committed >= other->prompt_len ||
+        other->prompt_len <= p) {
+      continue;
+    }
+    if (std::equal(r.tokens.begin(), r.tokens.begin() + p, other->tokens.begin())) return true;
+  }
+  return false;
+}
+
 void Scheduler::Admit() {
-  while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running_requests) {
-    Request* r = waiting_.front().get();
+  size_t i = 0;
+  while (i < waiting_.size() && static_cast<int>(running_.size()) < options_.max_running_requests) {
+    Request* r = waiting_[i].get();
+    // In-batch prefix sharing: a request whose first page equals that of a
+    // request still prefilling waits for that prefill to enter the radix
+    // cache (the GRPO case: N samples of one prompt arrive together).
+    if (SharesPrefixWithPrefill(*r)) {
+      ++i;
+      continue;
+    }
     kvcache::KvCacheManager::BeginOptions begin;
     if (r->session != nullptr) begin.session_id = r->session->id;
     absl::StatusOr<kvcache::KvCacheManager::BeginResult> b =
@@ -181,7 +203,7 @@ void Scheduler::Admit() {
       if (absl::IsResourceExhausted(b.status()) && !running_.empty()) return;
       FailRequest(r, b.status());
       by_rid_.erase(r->rid);
-      waiting_.pop_front();
+      waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
       continue;
     }
     // Room for this request's first chunk plus one token per running
@@ -204,8 +226,8 @@ void Scheduler::Admit() {
       prompt_total_ += r->prompt_len;
     }
     r->admitted_order = ++admission_counter_;
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    running_.push_back(std::move(waiting_[i]));
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
   }
 }
 
@@ -214,6 +236,7 @@ void Scheduler::RetractRequest(Request* r) {
   COLO_CHECK(s.ok()) << "retract " << r->rid << ": " << s;
   r->kv_id = 0;
   r->committed = 0;
+  r->prefix_shared = false;
   ++retractions_total_;
   auto it = std::find_if(running_.begin(), running_.end(),
                          [r](const std::unique_ptr<Request>& p) { return p.get() == r; });
@@ -321,6 +344,14 @@ void Scheduler::Step() {
       continue;
     }
     r->committed = end;
+    if (r->session == nullptr && !r->prefix_shared && end >= r->prompt_len) {
+      // The prompt's KV is complete: share it with the radix cache now, so
+      // requests with the same prefix reuse it while this one decodes.
+      r->prefix_shared = true;
+      if (absl::Status shared = kv_->InsertPrefix(r->kv_id); !shared.ok()) {
+        COLO_LOG(WARNING) << "sharing the prefix of " << r->rid << ": " << shared;
+      }
+    }
     if (end != static_cast<int32_t>(r->tokens.size())) continue;  // more prompt to prefill
     const kernels::SampledToken& tok = result->tokens[i];
     r->tokens.push_back(tok.token);
@@ -815,7 +846,7 @@ absl::Status Scheduler::RunBetweenSteps(
       .status();
 }
 
-absl::Status Scheduler::CheckUpdateAllowed(const char* rpc) {
+absl::Status Scheduler::BeginWeightUpdate(const char* rpc) {
   return Call<bool>(rpc,
                     [this, rpc]() -> absl::StatusOr<bool> {
                       if (!TagResident(MemoryTag::kWeights)) {
@@ -829,9 +860,18 @@ absl::Status Scheduler::CheckUpdateAllowed(const char* rpc) {
                             " request(s) are running or queued; PauseGeneration first (or wait "
                             "until idle)"));
                       }
+                      ++updates_in_flight_;
                       return true;
                     })
       .status();
+}
+
+void Scheduler::EndWeightUpdate() {
+  absl::Status s = Call<bool>("EndWeightUpdate", [this]() -> absl::StatusOr<bool> {
+                     updates_in_flight_ = std::max(0, updates_in_flight_ - 1);
+                     return true;
+                   }).status();
+  if (!s.ok()) COLO_LOG(WARNING) << "ending a weight update: " << s;
 }
 
 }  // namespace colo::engine

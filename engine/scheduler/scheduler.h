@@ -187,8 +187,12 @@ class Scheduler {
   // Weight updates start only while paused or idle, with `weights`
   // resident: FAILED_PRECONDITION naming the running requests or the
   // released tag otherwise. (Requests queued while the engine needs weights
-  // do not block the update that unblocks them.)
-  absl::Status CheckUpdateAllowed(const char* rpc);
+  // do not block the update that unblocks them.) On success an update is in
+  // flight until EndWeightUpdate(): no forward step runs and no request is
+  // admitted meanwhile, so a request can never straddle the commit; requests
+  // that arrive wait and then run on the new weights.
+  absl::Status BeginWeightUpdate(const char* rpc);
+  void EndWeightUpdate();
 
   // Runs `fn` on the scheduler thread between steps (e.g. reading weights
   // without racing a commit). `fn` gets whether `weights` is resident.
@@ -210,6 +214,7 @@ class Scheduler {
   bool CanStepLocked() const;  // thread-confined state; called by the loop
   void Step();
   void Admit();
+  bool SharesPrefixWithPrefill(const Request& r) const;
   // Allocates KV for every running request's next tokens, retracting the
   // newest requests when pages run out. Returns the requests of the batch.
   std::vector<Request*> PlanBatch(std::vector<int32_t>* new_counts);
@@ -255,6 +260,7 @@ class Scheduler {
   int64_t next_rid_ = 1;
   uint64_t admission_counter_ = 0;
   bool busy_since_audit_ = false;
+  int updates_in_flight_ = 0;
   std::string weight_version_;
   int64_t generated_total_ = 0, prompt_total_ = 0, cached_total_ = 0;
   int64_t steps_total_ = 0, retractions_total_ = 0;

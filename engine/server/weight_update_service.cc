@@ -7,6 +7,37 @@
 #include "proto/base/logging.h"
 
 namespace colo::engine {
+namespace {
+
+// Ends the scheduler's update-in-flight state however the update ends, and
+// returns the update's transient memory.
+class UpdateInFlight {
+ public:
+  UpdateInFlight(Scheduler* scheduler, CachingAllocator* allocator, const TaggedPool* pool)
+      : scheduler_(scheduler), allocator_(allocator), pool_(pool) {}
+  ~UpdateInFlight() {
+    // In the colocated cycle (kv_cache released while the trainer sends
+    // weights) the shadow and staging buffers' segments go back to the
+    // device now, so resuming kv_cache next does not stack KV on top of them
+    // (two-stage resume). With kv_cache resident (in-place update) they stay
+    // cached until ContinueGeneration{torch_empty_cache}.
+    if (pool_->IsReleased(MemoryTag::kKvCache)) {
+      const uint64_t returned = allocator_->EmptyCache();
+      COLO_LOG(INFO) << "weight update done: returned " << returned
+                     << " bytes of staging to the device before kv_cache resumes";
+    }
+    scheduler_->EndWeightUpdate();
+  }
+  UpdateInFlight(const UpdateInFlight&) = delete;
+  UpdateInFlight& operator=(const UpdateInFlight&) = delete;
+
+ private:
+  Scheduler* const scheduler_;
+  CachingAllocator* const allocator_;
+  const TaggedPool* const pool_;
+};
+
+}  // namespace
 
 WeightUpdateService::WeightUpdateService(EngineRuntime* runtime) : runtime_(runtime) {
   defaults_.init_timeout = absl::Milliseconds(runtime->options().weight_sync_init_timeout_ms);
@@ -43,10 +74,11 @@ absl::Status WeightUpdateService::DestroyGroup(
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromDistributed(
     const colo::v1::UpdateWeightsFromDistributedRequest& request) {
-  if (absl::Status s = runtime_->scheduler().CheckUpdateAllowed("UpdateWeightsFromDistributed");
+  if (absl::Status s = runtime_->scheduler().BeginWeightUpdate("UpdateWeightsFromDistributed");
       !s.ok()) {
     return s;
   }
+  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->allocator(), &runtime_->pool());
   const std::string version = request.weight_version();
   const bool flush = request.flush_cache();
   return weight_sync::UpdateFromDistributed(registry_, request,
@@ -55,10 +87,11 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromD
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromTensor(
     grpc::ServerReader<colo::v1::WeightChunk>* reader) {
-  if (absl::Status s = runtime_->scheduler().CheckUpdateAllowed("UpdateWeightsFromTensor");
+  if (absl::Status s = runtime_->scheduler().BeginWeightUpdate("UpdateWeightsFromTensor");
       !s.ok()) {
     return s;
   }
+  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->allocator(), &runtime_->pool());
   // The version and flush flag arrive with the commit message, after the
   // data: the commit runner reads them from this slot.
   auto commit = std::make_shared<colo::v1::WeightCommit>();
@@ -70,10 +103,11 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromT
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromDisk(
     const colo::v1::UpdateWeightsFromDiskRequest& request) {
-  if (absl::Status s = runtime_->scheduler().CheckUpdateAllowed("UpdateWeightsFromDisk");
+  if (absl::Status s = runtime_->scheduler().BeginWeightUpdate("UpdateWeightsFromDisk");
       !s.ok()) {
     return s;
   }
+  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->allocator(), &runtime_->pool());
   const std::string version = request.weight_version();
   const bool flush = request.flush_cache();
   return weight_sync::UpdateFromDisk(request,
