@@ -144,17 +144,9 @@ COLO_LOCK_WHEN(ShimReaderLockWhen,
     return r;                                                                \
   }
 COLO_LOCK_WHEN_T(
-    ShimLockWhenWithTimeout,
-    "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE",
-    0, absl::Duration)
-COLO_LOCK_WHEN_T(
     ShimLockWhenWithDeadline,
     "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE",
     0, absl::Time)
-COLO_LOCK_WHEN_T(ShimReaderLockWhenWithTimeout,
-                 "_ZN4absl7debian35Mutex25ReaderLockWhenWithTimeoutERKNS0_"
-                 "9ConditionENS0_8DurationE",
-                 kRead, absl::Duration)
 COLO_LOCK_WHEN_T(ShimReaderLockWhenWithDeadline,
                  "_ZN4absl7debian35Mutex26ReaderLockWhenWithDeadlineERKNS0_"
                  "9ConditionENS0_4TimeE",
@@ -186,10 +178,6 @@ void ShimAwait(absl::Mutex* mu, const absl::Condition& c) {
     __tsan_mutex_post_lock(mu, 0, 0);                                        \
     return r;                                                                \
   }
-COLO_AWAIT_T(
-    ShimAwaitWithTimeout,
-    "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE",
-    absl::Duration)
 COLO_AWAIT_T(
     ShimAwaitWithDeadline,
     "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE",
@@ -233,15 +221,36 @@ void ShimCondVarWait(absl::CondVar* cv, absl::Mutex* mu) {
     __tsan_mutex_post_lock(mu, 0, 0);                                        \
     return r;                                                                \
   }
-COLO_CV_WAIT_T(ShimCondVarWaitWithTimeout,
-               "_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_"
-               "8DurationE",
-               absl::Duration)
 COLO_CV_WAIT_T(ShimCondVarWaitWithDeadline,
                "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_"
                "4TimeE",
                absl::Time)
 #undef COLO_CV_WAIT_T
+
+// The *WithTimeout variants: Abseil implements them by calling the
+// *WithDeadline variant through the PLT, which the shims above intercept, so
+// annotating both would unlock the mutex twice for TSan. They forward to the
+// deadline shims instead (the same deadline Abseil computes).
+bool ShimLockWhenWithTimeout(absl::Mutex* mu, const absl::Condition& c, absl::Duration t)
+    COLO_SYM("_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+bool ShimLockWhenWithTimeout(absl::Mutex* mu, const absl::Condition& c, absl::Duration t) {
+  return ShimLockWhenWithDeadline(mu, c, absl::Now() + t);
+}
+bool ShimReaderLockWhenWithTimeout(absl::Mutex* mu, const absl::Condition& c, absl::Duration t)
+    COLO_SYM("_ZN4absl7debian35Mutex25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+bool ShimReaderLockWhenWithTimeout(absl::Mutex* mu, const absl::Condition& c, absl::Duration t) {
+  return ShimReaderLockWhenWithDeadline(mu, c, absl::Now() + t);
+}
+bool ShimAwaitWithTimeout(absl::Mutex* mu, const absl::Condition& c, absl::Duration t)
+    COLO_SYM("_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+bool ShimAwaitWithTimeout(absl::Mutex* mu, const absl::Condition& c, absl::Duration t) {
+  return ShimAwaitWithDeadline(mu, c, absl::Now() + t);
+}
+bool ShimCondVarWaitWithTimeout(absl::CondVar* cv, absl::Mutex* mu, absl::Duration t)
+    COLO_SYM("_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE");
+bool ShimCondVarWaitWithTimeout(absl::CondVar* cv, absl::Mutex* mu, absl::Duration t) {
+  return ShimCondVarWaitWithDeadline(cv, mu, absl::Now() + t);
+}
 
 // --------------------------------------------------------- Notification
 // Publish a release on the atomic flag's address, which the inline
