@@ -12,7 +12,8 @@
 #
 # Environment: CYCLES (3), KEEP_WORKDIR=1 keeps the model, checkpoints and
 # logs; BAZEL (bazel), BAZEL_STARTUP_FLAGS (e.g. --output_base=...) and
-# BAZEL_BUILD_FLAGS (e.g. --jobs=2).
+# BAZEL_BUILD_FLAGS (e.g. --jobs=2); COLO_BIN=DIR uses prebuilt binaries laid
+# out like bazel-bin instead of building (//deploy:run_local_smoke_test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CYCLES="${CYCLES:-3}"
@@ -21,8 +22,12 @@ read -r -a STARTUP <<<"${BAZEL_STARTUP_FLAGS:-}"
 read -r -a BUILD_FLAGS <<<"${BAZEL_BUILD_FLAGS:-}"
 TARGETS=(//engine/server:colo-engine //controller:colo-controller //controller:coloctl
   //controller/demo:colo-demo-trainer //engine/model:colo-tiny-model)
-"$BAZEL" "${STARTUP[@]}" build "${BUILD_FLAGS[@]}" "${TARGETS[@]}"
-BIN="$("$BAZEL" "${STARTUP[@]}" info bazel-bin 2>/dev/null)"
+if [ -n "${COLO_BIN:-}" ]; then
+  BIN="$COLO_BIN"  # prebuilt binaries in the bazel-bin layout (the smoke test's runfiles)
+else
+  "$BAZEL" "${STARTUP[@]}" build "${BUILD_FLAGS[@]}" "${TARGETS[@]}"
+  BIN="$("$BAZEL" "${STARTUP[@]}" info bazel-bin 2>/dev/null)"
+fi
 
 work=$(mktemp -d /tmp/colo-run.XXXXXX)
 pids=()
