@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
+#include "tests/util/spawn.h"
 
 namespace colo::test_util {
 namespace {
@@ -83,36 +84,13 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   const std::string log_path = absl::StrCat(dir, "/", name, ".log");
   ::unlink(port_file.c_str());
 
-  std::vector<std::string> argv_strings = {options.binary};
-  argv_strings.insert(argv_strings.end(), options.args.begin(), options.args.end());
-  argv_strings.push_back(absl::StrCat("--port=", options.port));
-  argv_strings.push_back(absl::StrCat("--port_file=", port_file));
-  std::vector<char*> argv;
-  for (std::string& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-
-  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot create ", log_path, ": ", std::strerror(errno)));
-  }
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    ::dup2(log_fd, STDERR_FILENO);
-    ::dup2(log_fd, STDOUT_FILENO);
-    // Unblock the signals a test runner may have blocked.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(argv[0], argv.data());
-    std::fprintf(stderr, "execv %s: %s\n", argv[0], std::strerror(errno));
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  std::unique_ptr<ServerProcess> process(new ServerProcess(pid, name, log_path));
+  std::vector<std::string> argv = {options.binary};
+  argv.insert(argv.end(), options.args.begin(), options.args.end());
+  argv.push_back(absl::StrCat("--port=", options.port));
+  argv.push_back(absl::StrCat("--port_file=", port_file));
+  absl::StatusOr<pid_t> pid = SpawnWithLog(argv, log_path);
+  if (!pid.ok()) return pid.status();
+  std::unique_ptr<ServerProcess> process(new ServerProcess(*pid, name, log_path));
 
   const absl::Time deadline = absl::Now() + options.start_timeout;
   absl::Duration backoff = absl::Milliseconds(5);

@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "tests/util/spawn.h"
 #include "weight_sync/sender.h"
 #include "weight_sync/tcp_store.h"
 #include "weight_sync/tensor_spec.h"
@@ -283,32 +284,11 @@ std::vector<absl::Status> TryAllUpdates(TestEngine& engine, const std::string& d
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(
     const std::string& binary, const std::vector<std::string>& args, const std::string& name) {
   const std::string log_path = absl::StrCat(MakeTempDir(name + "_"), "/", name, ".log");
-  std::vector<std::string> argv_strings = {binary};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot create ", log_path, ": ", std::strerror(errno)));
-  }
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    ::dup2(log_fd, STDERR_FILENO);
-    ::dup2(log_fd, STDOUT_FILENO);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(argv[0], argv.data());
-    std::fprintf(stderr, "execv %s: %s\n", argv[0], std::strerror(errno));
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, log_path));
+  std::vector<std::string> argv = {binary};
+  argv.insert(argv.end(), args.begin(), args.end());
+  absl::StatusOr<pid_t> pid = SpawnWithLog(argv, log_path);
+  if (!pid.ok()) return pid.status();
+  return std::unique_ptr<ChildProcess>(new ChildProcess(*pid, log_path));
 }
 
 ChildProcess::~ChildProcess() {
