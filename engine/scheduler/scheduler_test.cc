@@ -118,6 +118,7 @@ class SchedulerTest : public ::testing::Test {
     so.max_running_requests = 16;
     so.chunked_prefill_tokens = 8;  // several chunks per prompt
     so.max_batch_tokens = 64;
+    so.session_idle_timeout = session_idle_timeout_;
     scheduler_ = std::make_unique<Scheduler>(so, model_.get(), kv_.get(), pool_.get(),
                                              allocator_.get());
     scheduler_->Start();
@@ -154,6 +155,7 @@ class SchedulerTest : public ::testing::Test {
     return stream.ok() ? *stream : nullptr;
   }
 
+  absl::Duration session_idle_timeout_ = absl::Minutes(30);
   std::string dir_;
   std::unique_ptr<CpuBackend> backend_;
   std::unique_ptr<TaggedPool> pool_;
@@ -310,6 +312,29 @@ TEST_F(SchedulerTest, SessionsOnSlidingWindowModelMatchFullHistory) {
   ASSERT_OK_AND_ASSIGN(int64_t freed, scheduler_->CloseSession(session));
   EXPECT_GT(freed, 0);
   EXPECT_THAT(scheduler_->CloseSession(session), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_OK(kv_->Audit());
+}
+
+TEST_F(SchedulerTest, IdleSessionsAreClosedAfterTheTimeout) {
+  session_idle_timeout_ = absl::Milliseconds(200);
+  Start(/*kv_tokens=*/1024);
+  ASSERT_OK_AND_ASSIGN(std::string session, scheduler_->OpenSession("s-idle", 0));
+  ASSERT_OK(Collect(*Submit(Prompt(1, 6), 4, session)).error);
+  // The scheduler checks expiry at least once a second; wait for it (a
+  // timer-driven behaviour, bounded).
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  int sessions = 1;
+  while (sessions > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+    ASSERT_OK(scheduler_->RunBetweenSteps("sync", [](bool) { return absl::OkStatus(); }));
+    sessions = scheduler_->Snapshot().num_sessions;
+  }
+  EXPECT_EQ(sessions, 0);
+  GenerateSpec spec;
+  spec.input_ids = {1, 2};
+  spec.max_new_tokens = 2;
+  spec.session_id = session;
+  EXPECT_THAT(scheduler_->Submit(spec), StatusIs(absl::StatusCode::kNotFound));
   EXPECT_OK(kv_->Audit());
 }
 
