@@ -1,6 +1,7 @@
 #include "engine/scheduler/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -45,6 +46,14 @@ struct Scheduler::SessionState {
 };
 
 namespace {
+
+// Admission's estimate of how much of its remaining budget a running request
+// will still decode: starts optimistic-but-safe, decays every step, and goes
+// up whenever a retraction shows it was too low.
+constexpr double kMinNewTokenRatio = 0.1;
+constexpr double kMaxNewTokenRatio = 1.0;
+constexpr double kNewTokenRatioDecay = 0.002;
+constexpr double kRetractRatioStep = 0.3;
 
 template <typename T>
 struct Box {
@@ -170,6 +179,17 @@ void Scheduler::Loop() {
   Publish();
 }
 
+int64_t Scheduler::ExpectedGrowth(const Request& r) const {
+  const int64_t remaining = std::max<int64_t>(0, r.max_total - static_cast<int64_t>(r.tokens.size()));
+  return static_cast<int64_t>(std::ceil(new_token_ratio_ * static_cast<double>(remaining)));
+}
+
+int64_t Scheduler::ReservedGrowth() const {
+  int64_t reserved = 0;
+  for (const auto& p : running_) reserved += ExpectedGrowth(*p);
+  return reserved;
+}
+
 bool Scheduler::SharesPrefixWithPrefill(const Request& r) const {
   const int32_t p = kv_->options().page_size;
   if (r.session != nullptr || r.prompt_len <= p) return false;
@@ -206,12 +226,12 @@ void Scheduler::Admit() {
       waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
       continue;
     }
-    // Room for this request's first chunk plus one token per running
-    // request; otherwise wait for pages (retraction handles the rest).
-    const int64_t need =
-        std::min<int64_t>(static_cast<int64_t>(r->tokens.size()) - b->cached_len,
-                          options_.chunked_prefill_tokens) +
-        static_cast<int64_t>(running_.size());
+    // Room for this request's prompt and the expected growth of every
+    // running request and this one (new_token_ratio_ of their remaining
+    // tokens, as SGLang estimates it); otherwise wait for pages. Retraction
+    // handles underestimates and raises the ratio.
+    const int64_t need = static_cast<int64_t>(r->tokens.size()) - b->cached_len +
+                         ExpectedGrowth(*r) + ReservedGrowth();
     if (!running_.empty() && kv_->AvailableTokens() < need) {
       absl::Status s = kv_->ReleaseRequest(b->id, {.cache = false});
       COLO_CHECK(s.ok()) << s;
@@ -295,6 +315,8 @@ std::vector<Scheduler::Request*> Scheduler::PlanBatch(std::vector<int32_t>* new_
       COLO_LOG(INFO) << "out of KV pages: retracting request " << victim->rid << " ("
                      << victim->tokens.size() << " tokens) to make room";
       RetractRequest(victim);
+      // Admission underestimated decode growth: be more conservative.
+      new_token_ratio_ = std::min(kMaxNewTokenRatio, new_token_ratio_ + kRetractRatioStep);
     }
     if (r->done || r->kv_id == 0) continue;
     // Allocation may have been skipped by the failure path above.
@@ -329,6 +351,7 @@ void Scheduler::Step() {
   }
   absl::StatusOr<ForwardResult> result = model_->Forward(forward, view_);
   ++steps_total_;
+  new_token_ratio_ = std::max(kMinNewTokenRatio, new_token_ratio_ - kNewTokenRatioDecay);
   if (!result.ok()) {
     COLO_LOG(ERROR) << "forward step of " << batch.size() << " requests failed: " << result.status();
     for (Request* r : batch) FailRequest(r, result.status());

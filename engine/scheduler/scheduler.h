@@ -3,8 +3,11 @@
 // forward steps with continuous batching:
 //
 //   - admission: waiting requests enter the running batch (oldest first) while
-//     a request row is free and the KV pools can hold their next prefill chunk;
-//     the radix prefix cache supplies the cached prefix (BeginRequest);
+//     a request row is free and the KV pools can hold their prompt plus the
+//     expected growth of every running request (a new-token ratio of their
+//     remaining budget that decays each step and rises after a retraction);
+//     the radix prefix cache supplies the cached prefix (BeginRequest), and
+//     samples of a prompt still being prefilled wait for it to be cached;
 //   - each step runs every running request once: decode requests feed their
 //     last sampled token, prefill requests a chunk of at most
 //     `chunked_prefill_tokens` prompt tokens, within `max_batch_tokens`;
@@ -215,6 +218,9 @@ class Scheduler {
   void Step();
   void Admit();
   bool SharesPrefixWithPrefill(const Request& r) const;
+  // Tokens admission expects `r` (resp. every running request) to still add.
+  int64_t ExpectedGrowth(const Request& r) const;
+  int64_t ReservedGrowth() const;
   // Allocates KV for every running request's next tokens, retracting the
   // newest requests when pages run out. Returns the requests of the batch.
   std::vector<Request*> PlanBatch(std::vector<int32_t>* new_counts);
@@ -259,6 +265,7 @@ class Scheduler {
   kvcache::SessionId next_session_number_ = 1;
   int64_t next_rid_ = 1;
   uint64_t admission_counter_ = 0;
+  double new_token_ratio_ = 0.7;
   bool busy_since_audit_ = false;
   int updates_in_flight_ = 0;
   std::string weight_version_;

@@ -17,7 +17,7 @@ namespace {
 
 constexpr int kVocab = 256;
 constexpr int kClients = 64;
-constexpr int kMaxNew = 48;
+constexpr int kMaxNew = 96;
 
 TEST(LoadTest, SixtyFourStreamingClientsWithInterleavedPausesFinishCorrectly) {
   engine::TinyModelOptions m;
@@ -81,7 +81,7 @@ TEST(LoadTest, SixtyFourStreamingClientsWithInterleavedPausesFinishCorrectly) {
   while (true) {
     {
       absl::MutexLock lock(&mu);
-      const int64_t target = tokens_seen + 160;
+      const int64_t target = tokens_seen + 64;
       auto progressed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
         return tokens_seen >= target || done == kClients;
       };
