@@ -65,7 +65,7 @@ RunResult Rollout(Scheduler& scheduler, bool share_prefix) {
       spec.max_new_tokens = absl::GetFlag(FLAGS_new_tokens);
       spec.ignore_eos = true;
       spec.sampling.temperature = 1.0f;
-      spec.sampling.seed = static_cast<uint64_t>(p * 1000 + s);
+      spec.seed = static_cast<uint64_t>(p * 1000 + s);
       absl::StatusOr<std::shared_ptr<RequestStream>> stream = scheduler.Submit(spec);
       if (!stream.ok()) {
         std::fprintf(stderr, "submit: %s\n", stream.status().ToString().c_str());

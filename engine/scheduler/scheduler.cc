@@ -77,6 +77,7 @@ Scheduler::Scheduler(const SchedulerOptions& options, TransformerModel* model,
       pool_(pool),
       allocator_(allocator),
       weight_version_(options.initial_weight_version) {
+  seed_state_ = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
   for (int32_t l = 0; l < model_->config().num_layers; ++l) view_.layers.push_back(kv_->GetLayerKv(l));
   view_.full_to_swa = kv_->full_to_swa();
   if (kv_->swa_enabled()) {
@@ -628,6 +629,15 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::DoSubmit(GenerateSpec 
     }
   }
   r->max_total = static_cast<int32_t>(total);
+  if (spec.seed.has_value()) {
+    spec.sampling.seed = *spec.seed;
+  } else {
+    // SplitMix64 over a per-engine random start: distinct, well-mixed seeds.
+    uint64_t z = (seed_state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    spec.sampling.seed = z ^ (z >> 31);
+  }
   r->rid = spec.rid;
   r->spec = std::move(spec);
   r->stream = std::make_shared<RequestStream>(r->rid);

@@ -81,7 +81,10 @@ struct SchedulerOptions {
 struct GenerateSpec {
   std::string rid;  // empty: assigned
   std::vector<int32_t> input_ids;
+  // sampling.seed is used when `seed` is set; otherwise the scheduler draws a
+  // distinct seed per request (samples of one prompt must differ).
   kernels::SamplingParams sampling;
+  std::optional<uint64_t> seed;
   int32_t max_new_tokens = 16;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
@@ -264,6 +267,7 @@ class Scheduler {
   absl::flat_hash_map<std::string, std::unique_ptr<SessionState>> sessions_;
   kvcache::SessionId next_session_number_ = 1;
   int64_t next_rid_ = 1;
+  uint64_t seed_state_ = 0;  // engine-chosen seeds (SplitMix64 stream)
   uint64_t admission_counter_ = 0;
   double new_token_ratio_ = 0.7;
   bool busy_since_audit_ = false;

@@ -122,8 +122,7 @@ grpc::Status EngineService::Generate(grpc::ServerContext* context,
   spec.sampling.temperature = p.temperature();
   spec.sampling.top_k = p.top_k();
   spec.sampling.top_p = p.top_p() > 0 ? p.top_p() : 1.0f;
-  // Engine-chosen seed: fixed per request id so a retried request samples the same.
-  spec.sampling.seed = p.has_seed() ? p.seed() : std::hash<std::string>()(request->rid());
+  if (p.has_seed()) spec.seed = p.seed();  // else the scheduler draws one
   spec.max_new_tokens = p.max_new_tokens();
   spec.stop_token_ids.assign(p.stop_token_ids().begin(), p.stop_token_ids().end());
   spec.ignore_eos = p.ignore_eos();

@@ -3,6 +3,7 @@
 // abort, metrics, and every bad input answered with the right status while
 // the engine keeps serving.
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -117,6 +118,20 @@ TEST_F(GenerateTest, SeededSamplingIsReproducible) {
   ASSERT_TRUE(a.status.ok() && b.status.ok());
   EXPECT_EQ(a.tokens, b.tokens);
   EXPECT_EQ(a.tokens.size(), 20u);
+}
+
+TEST_F(GenerateTest, UnseededSamplesOfOnePromptDiffer) {
+  // GRPO-style: N samples of one prompt without seeds must not repeat one
+  // sample N times.
+  colo::v1::GenerateRequest request = GreedyRequest(Prompt(31, 10, kVocab), 40);
+  request.mutable_sampling_params()->set_temperature(1.0f);
+  std::set<std::vector<int32_t>> distinct;
+  for (int i = 0; i < 8; ++i) {
+    GenerateResult r = engine_->Generate(request);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    distinct.insert(r.tokens);
+  }
+  EXPECT_GT(distinct.size(), 1u);
 }
 
 TEST_F(GenerateTest, AbortByRidEndsTheStream) {
