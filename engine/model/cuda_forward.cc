@@ -181,29 +181,9 @@ absl::Status CudaTransformerModel::Validate(absl::Span<const ForwardRequest> bat
     return absl::InvalidArgumentError(absl::StrCat(
         "batch of ", batch.size(), " requests exceeds max_requests ", options_.max_requests));
   }
-  if (static_cast<int>(kv.layers.size()) != c.num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KV view has ", kv.layers.size(), " layers, model has ", c.num_layers));
-  }
-  int64_t full_slots = -1;
-  for (int i = 0; i < c.num_layers; ++i) {
-    const kvcache::LayerKv& L = kv.layers[i];
-    const bool sliding = c.layer_types[i] == LayerType::kSlidingAttention;
-    if (L.sliding != sliding || L.num_kv_heads != c.num_kv_heads ||
-        L.head_dim != c.head_dim || L.dtype != kvcache::KvDtype::kFloat32 ||
-        L.k == nullptr || L.v == nullptr || L.num_slots <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "KV layer ", i, " (sliding=", L.sliding, ", kv_heads=", L.num_kv_heads,
-          ", head_dim=", L.head_dim, ", slots=", L.num_slots,
-          ") does not match the model (sliding=", sliding, ", kv_heads=",
-          c.num_kv_heads, ", head_dim=", c.head_dim, ", float32)"));
-    }
-    if (!sliding) full_slots = full_slots < 0 ? L.num_slots : std::min(full_slots, L.num_slots);
-  }
-  if (c.HasSlidingLayers() && kv.full_to_swa == nullptr) {
-    return absl::InvalidArgumentError(
-        "model has sliding layers but the KV view has no full_to_swa map");
-  }
+  absl::StatusOr<KvViewSlots> pools = ValidateKvView(c, kv);
+  if (!pools.ok()) return pools.status();
+  const int64_t full_slots = pools->full;
   int64_t tokens = 0;
   for (size_t r = 0; r < batch.size(); ++r) {
     const ForwardRequest& q = batch[r];

@@ -88,15 +88,12 @@ absl::StatusOr<std::unique_ptr<TransformerModel>> TransformerModel::Create(
       new TransformerModel(std::move(weights), allocator, threads));
 }
 
-absl::Status TransformerModel::Validate(absl::Span<const ForwardRequest> batch,
-                                        const KvCacheView& kv) const {
-  const ModelConfig& c = config();
-  if (batch.empty()) return absl::InvalidArgumentError("empty batch");
+absl::StatusOr<KvViewSlots> ValidateKvView(const ModelConfig& c, const KvCacheView& kv) {
   if (static_cast<int>(kv.layers.size()) != c.num_layers) {
     return absl::InvalidArgumentError(absl::StrCat(
         "KV view has ", kv.layers.size(), " layers, model has ", c.num_layers));
   }
-  int64_t full_slots = -1, swa_slots = -1;
+  KvViewSlots slots;
   for (int i = 0; i < c.num_layers; ++i) {
     const kvcache::LayerKv& L = kv.layers[i];
     const bool sliding = c.layer_types[i] == LayerType::kSlidingAttention;
@@ -109,12 +106,23 @@ absl::Status TransformerModel::Validate(absl::Span<const ForwardRequest> batch,
           ") does not match the model (sliding=", sliding, ", kv_heads=",
           c.num_kv_heads, ", head_dim=", c.head_dim, ", float32)"));
     }
-    int64_t& n = sliding ? swa_slots : full_slots;
+    int64_t& n = sliding ? slots.swa : slots.full;
     n = n < 0 ? L.num_slots : std::min(n, L.num_slots);
   }
   if (c.HasSlidingLayers() && kv.full_to_swa == nullptr) {
-    return absl::InvalidArgumentError("model has sliding layers but the KV view has no full_to_swa map");
+    return absl::InvalidArgumentError(
+        "model has sliding layers but the KV view has no full_to_swa map");
   }
+  return slots;
+}
+
+absl::Status TransformerModel::Validate(absl::Span<const ForwardRequest> batch,
+                                        const KvCacheView& kv) const {
+  const ModelConfig& c = config();
+  if (batch.empty()) return absl::InvalidArgumentError("empty batch");
+  absl::StatusOr<KvViewSlots> pools = ValidateKvView(c, kv);
+  if (!pools.ok()) return pools.status();
+  const int64_t full_slots = pools->full, swa_slots = pools->swa;
   for (size_t r = 0; r < batch.size(); ++r) {
     const ForwardRequest& q = batch[r];
     const int64_t n = static_cast<int64_t>(q.new_tokens.size());

@@ -63,6 +63,18 @@ struct KvCacheView {
   int64_t full_to_swa_size = 0;
 };
 
+// Slot counts of a KV view's pools (-1 when the model has no such layer).
+struct KvViewSlots {
+  int64_t full = -1;
+  int64_t swa = -1;
+};
+
+// Checks that `kv` matches `config` (one layer per model layer with the
+// model's sliding flag, KV heads, head_dim and float32; a full_to_swa map
+// when there are sliding layers) and returns the pools' slot counts.
+// INVALID_ARGUMENT naming the mismatch. Shared by the CPU and CUDA forwards.
+absl::StatusOr<KvViewSlots> ValidateKvView(const ModelConfig& config, const KvCacheView& kv);
+
 struct ForwardRequest {
   int64_t cached_len = 0;
   absl::Span<const int32_t> new_tokens;  // at least one token
