@@ -63,7 +63,9 @@ absl::StatusOr<SendReport> SendUpdate(const SendOptions& options,
   absl::StatusOr<BucketPlan> plan = MakeBucketPlan(specs, bucket_bytes);
   if (!plan.ok()) return plan.status();
 
-  const size_t slot_bytes = std::max<size_t>(bucket_bytes, sizeof(UpdateHeader));
+  // Staging holds the largest bucket of this plan, not bucket_bytes: a small
+  // model's update does not pin two full-size buckets.
+  const size_t slot_bytes = std::max<size_t>(LargestBucketBytes(*plan), sizeof(UpdateHeader));
   std::vector<char> host[2];
   host[0].resize(slot_bytes);
   host[1].resize(slot_bytes);

@@ -107,5 +107,11 @@ absl::StatusOr<BucketPlan> MakeBucketPlan(const std::vector<TensorSpec>& specs,
   return plan;
 }
 
+size_t LargestBucketBytes(const BucketPlan& plan) {
+  size_t largest = 0;
+  for (const Bucket& b : plan.buckets) largest = std::max(largest, b.bytes);
+  return largest;
+}
+
 }  // namespace weight_sync
 }  // namespace colo

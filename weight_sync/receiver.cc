@@ -140,7 +140,10 @@ absl::StatusOr<UpdateTimings> ReceiveUpdate(const ReceiverOptions& options,
   if (ready.ok()) ready = sink->Begin(specs);
   StagingBuffer slots[2] = {StagingBuffer(options.staging),
                             StagingBuffer(options.staging)};
-  const size_t slot_bytes = std::max<size_t>(bucket_bytes, sizeof(UpdateHeader));
+  // Staging holds the largest bucket of this plan, not bucket_bytes: a small
+  // model's update does not pin two full-size buckets.
+  const size_t slot_bytes = std::max<size_t>(
+      plan.ok() ? LargestBucketBytes(*plan) : bucket_bytes, sizeof(UpdateHeader));
   HostBuffer bounce(options.device_backend);
   if (ready.ok()) ready = slots[0].Allocate(slot_bytes);
   if (ready.ok()) ready = slots[1].Allocate(slot_bytes);
