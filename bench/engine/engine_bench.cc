@@ -29,6 +29,7 @@ ABSL_FLAG(int, hidden, 256, "Model hidden size.");
 ABSL_FLAG(int, vocab, 4096, "Model vocabulary.");
 ABSL_FLAG(int64_t, kv_cache_bytes, int64_t{512} << 20, "KV cache bytes.");
 ABSL_FLAG(int, max_running, 128, "--max_running_requests of the engine.");
+ABSL_FLAG(bool, batch_invariant, true, "EngineOptions::batch_invariant (false: OpenBLAS GEMMs).");
 ABSL_FLAG(std::string, dir, "/tmp/colo_engine_bench_model", "Where the model is written.");
 
 namespace colo::engine {
@@ -119,6 +120,7 @@ int Main() {
     o.max_running_requests = absl::GetFlag(FLAGS_max_running);
     o.max_kv_rows = std::max(256, absl::GetFlag(FLAGS_max_running) + 16);
     o.weights_host_backup = backup;
+    o.batch_invariant = absl::GetFlag(FLAGS_batch_invariant);
     absl::StatusOr<std::unique_ptr<EngineRuntime>> rt = EngineRuntime::Create(o);
     if (!rt.ok()) {
       std::fprintf(stderr, "%s\n", rt.status().ToString().c_str());
@@ -127,11 +129,12 @@ int Main() {
     Scheduler& scheduler = (*rt)->scheduler();
     if (!backup) {
       std::printf("model: %d layers, hidden %d, vocab %d (%.1f M params); %d prompts x %d samples, "
-                  "%d prompt tokens, %d new tokens; %u threads\n",
+                  "%d prompt tokens, %d new tokens; %u threads; batch_invariant=%d\n",
                   m.layers, static_cast<int>(m.hidden), static_cast<int>(m.vocab),
                   (*rt)->config().NumParameters() / 1e6, absl::GetFlag(FLAGS_prompts),
                   absl::GetFlag(FLAGS_samples), absl::GetFlag(FLAGS_prompt_len),
-                  absl::GetFlag(FLAGS_new_tokens), std::thread::hardware_concurrency());
+                  absl::GetFlag(FLAGS_new_tokens), std::thread::hardware_concurrency(),
+                  absl::GetFlag(FLAGS_batch_invariant) ? 1 : 0);
       for (bool share : {true, false}) {
         RunResult r = Rollout(scheduler, share);
         std::printf("rollout %-22s %8.1f s  %9.0f new tok/s  %9.0f total tok/s  cached %5.1f%% "

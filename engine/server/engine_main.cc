@@ -50,6 +50,8 @@ ABSL_FLAG(int64_t, session_idle_timeout_s, 1800, "Close sessions idle this many 
 ABSL_FLAG(double, swa_full_tokens_ratio, 0.8,
           "SWA pool tokens relative to the full pool (models with sliding layers).");
 ABSL_FLAG(int, cpu_threads, 0, "Compute threads of the CPU backend; 0 = all cores.");
+ABSL_FLAG(bool, batch_invariant, true,
+          "Bit-identical results in any batch; false uses OpenBLAS for multi-row GEMMs (faster).");
 ABSL_FLAG(std::string, weight_version, "0", "Weight version reported until the first update.");
 ABSL_FLAG(int64_t, weight_sync_init_timeout_ms, 60000, "Default rendezvous deadline.");
 ABSL_FLAG(int64_t, weight_sync_transfer_timeout_ms, 120000, "Default per-transfer deadline.");
@@ -105,6 +107,7 @@ EngineOptions OptionsFromFlags() {
   o.session_idle_timeout_s = absl::GetFlag(FLAGS_session_idle_timeout_s);
   o.swa_full_tokens_ratio = absl::GetFlag(FLAGS_swa_full_tokens_ratio);
   o.cpu_threads = absl::GetFlag(FLAGS_cpu_threads);
+  o.batch_invariant = absl::GetFlag(FLAGS_batch_invariant);
   o.weight_version = absl::GetFlag(FLAGS_weight_version);
   o.weight_sync_init_timeout_ms = absl::GetFlag(FLAGS_weight_sync_init_timeout_ms);
   o.weight_sync_transfer_timeout_ms = absl::GetFlag(FLAGS_weight_sync_transfer_timeout_ms);

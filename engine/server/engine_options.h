@@ -53,6 +53,10 @@ struct EngineOptions {
   double swa_full_tokens_ratio = 0.8;
   // Compute threads for the CPU kernels; 0 = all cores.
   int cpu_threads = 0;
+  // Every GEMM row computed independently (bit-identical results alone or in
+  // any batch, the default); false uses OpenBLAS for multi-row GEMMs: faster
+  // prefill and large-batch decode, results equal within float rounding.
+  bool batch_invariant = true;
   // Reported until the first weight update.
   std::string weight_version = "0";
   // Default deadlines of weight-update groups (0: built-in defaults).

@@ -90,6 +90,7 @@ absl::Status EngineRuntime::Init() {
                         absl::StrCat("--model=", options_.model_dir, ": ", model.status().message()));
   }
   model_ = *std::move(model);
+  model_->set_batch_invariant(options_.batch_invariant);
   const ModelConfig& c = model_->config();
   eos_token_id_ = ReadEosTokenId(options_.model_dir);
 

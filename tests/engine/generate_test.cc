@@ -221,6 +221,23 @@ TEST_F(GenerateTest, BadInputGetsTheRightCodeAndEngineKeepsServing) {
   EXPECT_EQ(ok.tokens.size(), 4u);
 }
 
+TEST_F(GenerateTest, BlasGemmsAgreeWithTheOracleWithinTolerance) {
+  // --batch_invariant=false: multi-row GEMMs through OpenBLAS; results equal
+  // the batch-invariant oracle within float rounding (DESIGN: "within float
+  // tolerance"), so short greedy continuations agree here.
+  ASSERT_OK_AND_ASSIGN(auto blas, TestEngine::Start(*model_dir_, {"--kv_cache_bytes=4000000",
+                                                                 "--batch_invariant=false"}));
+  const std::vector<int32_t> prompt = Prompt(12, 40, kVocab);
+  ASSERT_OK_AND_ASSIGN(auto expected, OfflineGreedy(*model_dir_, {prompt}, 8));
+  GenerateResult r = blas->Greedy(prompt, 8);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tokens, expected[0]);
+  GenerateResult exact = engine_->Greedy(prompt, 8);
+  ASSERT_EQ(r.logprobs.size(), exact.logprobs.size());
+  for (size_t i = 0; i < r.logprobs.size(); ++i) EXPECT_NEAR(r.logprobs[i], exact.logprobs[i], 1e-3);
+  EXPECT_EQ(blas->process().Terminate().value_or(-1), 0);
+}
+
 TEST_F(GenerateTest, MetricsEndpointExportsCountersAndAuditIsClean) {
   GenerateResult r = engine_->Greedy({5, 6, 7}, 5);
   ASSERT_TRUE(r.status.ok());
