@@ -49,6 +49,23 @@ SampledToken SampleToken(const float* logits, int64_t vocab,
   SampledToken result;
   if (params.temperature <= 0.0f) {
     result.token = ArgMax(logits, vocab);
+  } else if ((params.top_k <= 0 || params.top_k >= vocab) && params.top_p >= 1.0f) {
+    // Plain temperature sampling needs no order: one O(vocab) pass (the
+    // common RL rollout setting; sorting the vocabulary dominated otherwise).
+    const double inv_t = 1.0 / params.temperature;
+    const double mx = logits[ArgMax(logits, vocab)] * inv_t;
+    double sum = 0.0;
+    for (int64_t i = 0; i < vocab; ++i) sum += std::exp(logits[i] * inv_t - mx);
+    const double target = CounterUniform(params.seed, step) * sum;
+    double cum = 0.0;
+    result.token = static_cast<int32_t>(vocab - 1);
+    for (int64_t i = 0; i < vocab; ++i) {
+      cum += std::exp(logits[i] * inv_t - mx);
+      if (target < cum) {
+        result.token = static_cast<int32_t>(i);
+        break;
+      }
+    }
   } else {
     // Candidates sorted by logit descending (index ascending on ties).
     std::vector<int32_t> order(vocab);
