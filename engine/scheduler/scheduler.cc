@@ -28,9 +28,7 @@ struct Scheduler::Request {
   int32_t committed = 0;       // tokens whose KV is written
   int32_t cached_tokens = -1;  // prompt tokens found in the cache (first admission)
   uint64_t admitted_order = 0;
-  FinishReason finish = FinishReason::kNone;
-  absl::Status error;
-  bool done = false;
+  bool done = false;  // finished, aborted or failed; the stream has the outcome
   bool prefix_shared = false;  // the prompt was inserted into the radix cache
 
   int32_t outputs() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
@@ -144,7 +142,7 @@ absl::StatusOr<T> Scheduler::Call(const char* what, std::function<absl::StatusOr
 
 bool Scheduler::TagResident(MemoryTag tag) const { return !pool_->IsReleased(tag); }
 
-bool Scheduler::CanStepLocked() const {
+bool Scheduler::CanStep() const {
   return state_.run == RunState::kServing && !state_.needs_weights && updates_in_flight_ == 0 &&
          TagResident(MemoryTag::kWeights) && TagResident(MemoryTag::kKvCache) &&
          (!running_.empty() || !waiting_.empty());
@@ -165,14 +163,14 @@ void Scheduler::Loop() {
       commands.swap(commands_);
     }
     for (Command& c : commands) c(/*cancelled=*/false);
-    const bool can_step = CanStepLocked();
+    const bool can_step = CanStep();
     if (can_step) Step();
     MaybeAuditOnIdle();
     CloseIdleSessions();
     Publish();
     {
       absl::MutexLock lock(&mu_);
-      runnable_ = CanStepLocked();
+      runnable_ = CanStep();
     }
   }
   int aborted = 0;
@@ -325,7 +323,7 @@ std::vector<Scheduler::Request*> Scheduler::PlanBatch(std::vector<int32_t>* new_
     if (seq == nullptr || seq->allocated_len < r->committed + n) continue;
     batch.push_back(r);
     new_counts->push_back(static_cast<int32_t>(n));
-    if (pending > 1) budget -= n; else budget -= 1;
+    budget -= n;
   }
   return batch;
 }
@@ -409,7 +407,6 @@ void Scheduler::FinishRequest(Request* r, FinishReason reason) {
     r->session->last_used = absl::Now();
   }
   r->done = true;
-  r->finish = reason;
   FinishInfo info;
   info.reason = reason;
   info.prompt_tokens = r->prompt_len;
@@ -431,7 +428,6 @@ void Scheduler::FailRequest(Request* r, const absl::Status& error) {
     r->session->last_used = absl::Now();
   }
   r->done = true;
-  r->error = error;
   r->stream->Fail(error);
 }
 
@@ -506,6 +502,11 @@ void Scheduler::CloseIdleSessions() {
 }
 
 int32_t Scheduler::RowCapacity() const { return kv_->max_context_tokens(); }
+
+int32_t Scheduler::ContextLimit() const {
+  return options_.max_context_tokens > 0 ? std::min(options_.max_context_tokens, RowCapacity())
+                                         : RowCapacity();
+}
 
 std::string Scheduler::UnavailableReason() const {
   std::vector<MemoryTag> released;
@@ -585,9 +586,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::DoSubmit(GenerateSpec 
   }
   auto r = std::make_unique<Request>();
   SessionState* session = nullptr;
-  int32_t limit = options_.max_context_tokens > 0
-                      ? std::min(options_.max_context_tokens, RowCapacity())
-                      : RowCapacity();
+  int32_t limit = ContextLimit();
   if (!spec.session_id.empty()) {
     auto it = sessions_.find(spec.session_id);
     if (it == sessions_.end()) {
@@ -614,7 +613,8 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Scheduler::DoSubmit(GenerateSpec 
         session != nullptr ? "session capacity / context" : "context", " of ", limit,
         " tokens"));
   }
-  const int64_t capacity = kv_->Usage().full.capacity * kv_->Usage().page_size;
+  const kvcache::KvUsage usage = kv_->Usage();
+  const int64_t capacity = usage.full.capacity * usage.page_size;
   if (total > capacity) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "request needs ", total, " tokens of KV but the cache holds ", capacity,
@@ -807,9 +807,7 @@ absl::StatusOr<std::string> Scheduler::OpenSession(const std::string& id, int32_
     if (sessions_.contains(name)) {
       return absl::FailedPreconditionError(absl::StrCat("session '", name, "' is already open"));
     }
-    const int32_t limit = options_.max_context_tokens > 0
-                              ? std::min(options_.max_context_tokens, RowCapacity())
-                              : RowCapacity();
+    const int32_t limit = ContextLimit();
     if (capacity_tokens > limit) {
       return absl::InvalidArgumentError(absl::StrCat("capacity_tokens ", capacity_tokens,
                                                      " exceeds the context of ", limit, " tokens"));

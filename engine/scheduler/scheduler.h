@@ -217,7 +217,7 @@ class Scheduler {
   absl::StatusOr<T> Call(const char* what, std::function<absl::StatusOr<T>()> fn);
 
   void Loop();
-  bool CanStepLocked() const;  // thread-confined state; called by the loop
+  bool CanStep() const;  // reads thread-confined state: scheduler thread only
   void Step();
   void Admit();
   bool SharesPrefixWithPrefill(const Request& r) const;
@@ -238,7 +238,9 @@ class Scheduler {
   void Publish() ABSL_LOCKS_EXCLUDED(snapshot_mu_);
   bool TagResident(MemoryTag tag) const;
   std::string UnavailableReason() const;
-  int32_t RowCapacity() const;
+  int32_t RowCapacity() const;  // req_to_token row length
+  // Longest prompt + output a request may have (before a session's capacity).
+  int32_t ContextLimit() const;
 
   absl::StatusOr<std::shared_ptr<RequestStream>> DoSubmit(GenerateSpec spec);
   absl::StatusOr<TagTransition> DoRelease(const std::vector<MemoryTag>& tags);

@@ -25,6 +25,14 @@ colo::v1::TagState ToProto(TagState s) {
   return s == TagState::kReleased ? colo::v1::TAG_STATE_RELEASED : colo::v1::TAG_STATE_RESIDENT;
 }
 
+// OK with `*out = *result`, or the result's error as a gRPC status.
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* out) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *out = *std::move(result);
+  return grpc::Status::OK;
+}
+
 template <typename Response>
 void FillTransition(const TagTransition& t, Response* response) {
   response->set_device_free_bytes_before(static_cast<int64_t>(t.before.free_bytes));
@@ -280,10 +288,7 @@ grpc::Status EngineService::InitWeightsUpdateGroup(
     grpc::ServerContext* context, const colo::v1::InitWeightsUpdateGroupRequest* request,
     colo::v1::InitWeightsUpdateGroupResponse* response) {
   if (grpc::Status s = CheckAuth(context); !s.ok()) return s;
-  absl::StatusOr<colo::v1::InitWeightsUpdateGroupResponse> r = weights_.InitGroup(*request);
-  if (!r.ok()) return ToGrpcStatus(r.status());
-  *response = *std::move(r);
-  return grpc::Status::OK;
+  return Reply(weights_.InitGroup(*request), response);
 }
 
 grpc::Status EngineService::DestroyWeightsUpdateGroup(
@@ -299,9 +304,7 @@ grpc::Status EngineService::UpdateWeightsFromDistributed(
   if (grpc::Status s = CheckAuth(context); !s.ok()) return s;
   absl::StatusOr<colo::v1::UpdateWeightsResponse> r = weights_.UpdateFromDistributed(*request);
   UpdateHealth();
-  if (!r.ok()) return ToGrpcStatus(r.status());
-  *response = *std::move(r);
-  return grpc::Status::OK;
+  return Reply(std::move(r), response);
 }
 
 grpc::Status EngineService::UpdateWeightsFromTensor(
@@ -310,9 +313,7 @@ grpc::Status EngineService::UpdateWeightsFromTensor(
   if (grpc::Status s = CheckAuth(context); !s.ok()) return s;
   absl::StatusOr<colo::v1::UpdateWeightsResponse> r = weights_.UpdateFromTensor(reader);
   UpdateHealth();
-  if (!r.ok()) return ToGrpcStatus(r.status());
-  *response = *std::move(r);
-  return grpc::Status::OK;
+  return Reply(std::move(r), response);
 }
 
 grpc::Status EngineService::UpdateWeightsFromDisk(
@@ -321,18 +322,13 @@ grpc::Status EngineService::UpdateWeightsFromDisk(
   if (grpc::Status s = CheckAuth(context); !s.ok()) return s;
   absl::StatusOr<colo::v1::UpdateWeightsResponse> r = weights_.UpdateFromDisk(*request);
   UpdateHealth();
-  if (!r.ok()) return ToGrpcStatus(r.status());
-  *response = *std::move(r);
-  return grpc::Status::OK;
+  return Reply(std::move(r), response);
 }
 
 grpc::Status EngineService::GetWeightChecksums(grpc::ServerContext*,
                                                const colo::v1::GetWeightChecksumsRequest* request,
                                                colo::v1::GetWeightChecksumsResponse* response) {
-  absl::StatusOr<colo::v1::GetWeightChecksumsResponse> r = weights_.Checksums(*request);
-  if (!r.ok()) return ToGrpcStatus(r.status());
-  *response = *std::move(r);
-  return grpc::Status::OK;
+  return Reply(weights_.Checksums(*request), response);
 }
 
 grpc::Status EngineService::FlushCache(grpc::ServerContext* context,
