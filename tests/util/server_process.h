@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tests/util/child_process.h"
 
 namespace colo::test_util {
 
@@ -44,43 +45,33 @@ class ServerProcess {
 
   int port() const { return port_; }
   std::string address() const;  // "127.0.0.1:port"
-  pid_t pid() const { return pid_; }
-  const std::string& log_path() const { return log_path_; }
+  pid_t pid() const { return child_->pid(); }
+  const std::string& log_path() const { return child_->log_path(); }
   // The last `max_bytes` of the child's stderr.
-  std::string LogTail(size_t max_bytes = 4000) const;
+  std::string LogTail(size_t max_bytes = 4000) const { return child_->LogTail(max_bytes); }
 
   // SIGTERM, then waits up to `timeout`; returns the exit code (or
   // DEADLINE_EXCEEDED after which the child is killed; INTERNAL when it died
   // of a signal).
   absl::StatusOr<int> Terminate(absl::Duration timeout = absl::Seconds(30));
   // SIGKILL and reap.
-  void Kill();
+  void Kill() { child_->Kill(); }
   // Whether the child has exited (reaps it if so).
-  bool Exited();
+  bool Exited() { return child_->Exited(); }
 
  private:
-  ServerProcess(pid_t pid, std::string name, std::string log_path)
-      : pid_(pid), name_(std::move(name)), log_path_(std::move(log_path)) {}
-  // Waits for exit up to `timeout`; the wait status, or nullopt on timeout.
-  std::optional<int> WaitFor(absl::Duration timeout);
+  ServerProcess(std::unique_ptr<ChildProcess> child, std::string name)
+      : child_(std::move(child)), name_(std::move(name)) {}
 
-  pid_t pid_;
+  std::unique_ptr<ChildProcess> child_;  // killed by its destructor if running
   std::string name_;
-  std::string log_path_;
   int port_ = 0;
-  std::optional<int> wait_status_;
 };
 
 // Calls grpc.health.v1.Health/Check for `service` ("" = the server) and
 // returns the status name ("SERVING", "NOT_SERVING", ...).
 absl::StatusOr<std::string> CheckHealth(const std::string& address, const std::string& service,
                                         absl::Duration timeout = absl::Seconds(5));
-
-// Runfiles-resolved path of a workspace file (e.g. "engine/server/colo-engine").
-std::string RunfilePath(const std::string& workspace_relative);
-
-// A fresh directory under TEST_TMPDIR.
-std::string MakeTempDir(const std::string& prefix);
 
 }  // namespace colo::test_util
 

@@ -19,7 +19,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "tests/util/spawn.h"
 #include "weight_sync/sender.h"
 #include "weight_sync/tcp_store.h"
 #include "weight_sync/tensor_spec.h"
@@ -279,89 +278,6 @@ std::vector<absl::Status> TryAllUpdates(TestEngine& engine, const std::string& d
                                    .status()
                              : tensors.status());
   return out;
-}
-
-absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(
-    const std::string& binary, const std::vector<std::string>& args, const std::string& name) {
-  const std::string log_path = absl::StrCat(MakeTempDir(name + "_"), "/", name, ".log");
-  std::vector<std::string> argv = {binary};
-  argv.insert(argv.end(), args.begin(), args.end());
-  absl::StatusOr<pid_t> pid = SpawnWithLog(argv, log_path);
-  if (!pid.ok()) return pid.status();
-  return std::unique_ptr<ChildProcess>(new ChildProcess(*pid, log_path));
-}
-
-ChildProcess::~ChildProcess() {
-  if (Exited()) return;
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  ::waitpid(pid_, &status, 0);
-}
-
-bool ChildProcess::Exited() {
-  if (wait_status_.has_value()) return true;
-  int status = 0;
-  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-    wait_status_ = status;
-    exit_time_ = absl::Now();
-    return true;
-  }
-  return false;
-}
-
-absl::StatusOr<int> ChildProcess::Wait(absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  absl::Duration backoff = absl::Milliseconds(1);
-  while (!Exited()) {
-    if (absl::Now() > deadline) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      wait_status_ = status;
-      return absl::DeadlineExceededError(absl::StrCat(
-          "child ", pid_, " still running after ", absl::FormatDuration(timeout),
-          " (killed): ", LogTail()));
-    }
-    // Reaping a child: no portable event to block on with a timeout.
-    absl::SleepFor(backoff);
-    backoff = std::min(backoff * 2, absl::Milliseconds(20));
-  }
-  return *wait_status_;
-}
-
-std::string ChildProcess::LogTail(size_t max_bytes) const {
-  std::ifstream in(log_path_);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  if (text.size() > max_bytes) text = "..." + text.substr(text.size() - max_bytes);
-  return text;
-}
-
-absl::StatusOr<int> WaitForPortFile(const std::string& path, ChildProcess& child,
-                                    absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  absl::Duration backoff = absl::Milliseconds(1);
-  while (true) {
-    std::ifstream in(path);
-    std::string text;
-    int port = 0;
-    if (in && std::getline(in, text) &&
-        absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &port) && port > 0) {
-      return port;
-    }
-    if (child.Exited()) {
-      return absl::InternalError(
-          absl::StrCat("child exited before writing ", path, ": ", child.LogTail()));
-    }
-    if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("no port in ", path, " after ", absl::FormatDuration(timeout)));
-    }
-    // Polling a file a child writes once (bounded by the deadline).
-    absl::SleepFor(backoff);
-    backoff = std::min(backoff * 2, absl::Milliseconds(20));
-  }
 }
 
 }  // namespace colo::test_util

@@ -20,6 +20,7 @@
 #include "colo/v1/engine.grpc.pb.h"
 #include "engine/model/safetensors.h"
 #include "tests/engine/engine_fixture.h"
+#include "tests/util/child_process.h"
 #include "weight_sync/broadcast_sender.h"
 #include "weight_sync/transport.h"
 
@@ -103,41 +104,6 @@ std::vector<absl::Status> TryAllUpdates(TestEngine& engine, const std::string& d
                                         const std::string& version);
 inline constexpr const char* kUpdateRpcNames[] = {
     "UpdateWeightsFromDisk", "UpdateWeightsFromTensor", "UpdateWeightsFromDistributed"};
-
-// A child process that is not a gRPC server (stdout+stderr to a log file).
-// The destructor kills a child that is still running. Not thread-safe.
-class ChildProcess {
- public:
-  static absl::StatusOr<std::unique_ptr<ChildProcess>> Spawn(const std::string& binary,
-                                                             const std::vector<std::string>& args,
-                                                             const std::string& name);
-  ~ChildProcess();
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
-
-  pid_t pid() const { return pid_; }
-  // Waits up to `timeout` for the child to exit and returns its wait status
-  // (see WIFEXITED etc.); DEADLINE_EXCEEDED (and the child is killed) if it
-  // is still running then.
-  absl::StatusOr<int> Wait(absl::Duration timeout);
-  // The exit time as seen by Wait (nullopt until it was reaped).
-  std::optional<absl::Time> exit_time() const { return exit_time_; }
-  // Whether the child has exited (reaps it if so).
-  bool Exited();
-  std::string LogTail(size_t max_bytes = 4000) const;
-
- private:
-  ChildProcess(pid_t pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
-  pid_t pid_;
-  std::string log_path_;
-  std::optional<int> wait_status_;
-  std::optional<absl::Time> exit_time_;
-};
-
-// Waits for `path` to hold a port number written by `child` (bounded by
-// `timeout`; fails early with the child's log if it exits).
-absl::StatusOr<int> WaitForPortFile(const std::string& path, ChildProcess& child,
-                                    absl::Duration timeout);
 
 }  // namespace colo::test_util
 
