@@ -1,8 +1,5 @@
-"""EngineClient against a real colo-engine (CPU, generated tiny model).
-
-The request-validation tests pass as soon as the engine serves; the runtime
-tests (generation, sessions, pause/release, weight updates) need the engine
-runtime and fail with UNIMPLEMENTED until it is wired."""
+"""EngineClient against a real colo-engine (CPU, generated tiny model):
+request validation, generation, sessions, pause/release and weight updates."""
 
 import system_python  # noqa: F401  (first: re-exec under /usr/bin/python3)
 
