@@ -45,17 +45,14 @@ bool RequestStream::finished() const {
 StreamChunk RequestStream::Next(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return delivered_ < tokens_.size() || (finished_ && !finish_delivered_) ||
-           finish_delivered_;
+    return delivered_ < tokens_.size() || finished_;
   };
   mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
   StreamChunk chunk;
-  if (finish_delivered_) return chunk;
   chunk.tokens.assign(tokens_.begin() + delivered_, tokens_.end());
   chunk.logprobs.assign(logprobs_.begin() + delivered_, logprobs_.end());
   delivered_ = tokens_.size();
   if (finished_) {
-    finish_delivered_ = true;
     chunk.finished = true;
     chunk.finish = finish_;
     chunk.error = error_;

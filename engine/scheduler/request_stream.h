@@ -59,8 +59,9 @@ class RequestStream {
   void Fail(absl::Status error) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Consumer side. Blocks until new tokens or the end arrive, or `deadline`;
-  // returns an empty chunk on timeout. After the chunk with `finished`,
-  // further calls return empty chunks at once.
+  // returns an empty chunk on timeout. Once the request is over, every call
+  // returns at once with `finished` set (the tokens only the first time), so
+  // a consumer loop that missed the end can never spin or block.
   StreamChunk Next(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
   bool finished() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -71,7 +72,6 @@ class RequestStream {
   std::vector<float> logprobs_ ABSL_GUARDED_BY(mu_);
   size_t delivered_ ABSL_GUARDED_BY(mu_) = 0;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_delivered_ ABSL_GUARDED_BY(mu_) = false;
   FinishInfo finish_ ABSL_GUARDED_BY(mu_);
   absl::Status error_ ABSL_GUARDED_BY(mu_);
 };

@@ -7,7 +7,7 @@
 namespace colo::engine {
 namespace {
 
-TEST(RequestStreamTest, DeliversTokensThenFinishOnce) {
+TEST(RequestStreamTest, DeliversTokensOnceThenRepeatsTheFinish) {
   RequestStream s("r1");
   s.Append(5, -0.5f);
   s.Append(6, -0.25f);
@@ -25,8 +25,13 @@ TEST(RequestStreamTest, DeliversTokensThenFinishOnce) {
   EXPECT_TRUE(c.finished);
   EXPECT_EQ(c.finish.reason, FinishReason::kLength);
   s.Append(8, 0.0f);  // after finish: ignored
-  c = s.Next(absl::Now());
-  EXPECT_TRUE(c.empty());
+  // The end repeats without tokens: a consumer that asks again never waits.
+  for (int i = 0; i < 2; ++i) {
+    c = s.Next(absl::InfiniteFuture());
+    EXPECT_TRUE(c.tokens.empty());
+    EXPECT_TRUE(c.finished);
+    EXPECT_EQ(c.finish.reason, FinishReason::kLength);
+  }
 }
 
 TEST(RequestStreamTest, NextTimesOutEmpty) {
