@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +13,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4  // Linux 5.7+
+#endif
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23  // Linux 5.14+
@@ -79,7 +84,9 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(
   return std::unique_ptr<CpuBackend>(new CpuBackend(g));
 }
 
-CpuBackend::CpuBackend(size_t granularity) : granularity_(granularity) {}
+CpuBackend::CpuBackend(size_t granularity)
+    : granularity_(granularity),
+      page_bytes_(static_cast<size_t>(sysconf(_SC_PAGESIZE))) {}
 
 CpuBackend::~CpuBackend() {
   absl::MutexLock lock(&mu_);
@@ -94,6 +101,97 @@ bool CpuBackend::InsideReservationLocked(uintptr_t address,
   if (it == reservations_.begin()) return false;
   --it;
   return address >= it->first && address + bytes <= it->first + it->second;
+}
+
+bool CpuBackend::MappedLocked(uintptr_t address, size_t bytes) const {
+  const uintptr_t end = address + bytes;
+  auto it = mappings_.upper_bound(address);
+  if (it == mappings_.begin()) return false;
+  --it;
+  uintptr_t covered = address;
+  while (it != mappings_.end() && it->first <= covered) {
+    covered = std::max<uintptr_t>(covered, it->first + it->second);
+    if (covered >= end) return true;
+    ++it;
+  }
+  return false;
+}
+
+absl::Status CpuBackend::ExchangePages(void* a, void* b, size_t bytes) {
+  const uintptr_t ua = reinterpret_cast<uintptr_t>(a);
+  const uintptr_t ub = reinterpret_cast<uintptr_t>(b);
+  if (bytes == 0 || bytes % page_bytes_ != 0 || ua % page_bytes_ != 0 ||
+      ub % page_bytes_ != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ExchangePages(%p, %p, %d): addresses and size must be multiples of "
+        "the page size %d",
+        a, b, bytes, page_bytes_));
+  }
+  if (ua < ub + bytes && ub < ua + bytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ExchangePages(%p, %p, %d): the ranges overlap", a, b, bytes));
+  }
+  int fail_step = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    fail_step = fail_exchange_step_;
+    if (!MappedLocked(ua, bytes) || !MappedLocked(ub, bytes)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "ExchangePages(%p, %p, %d): a range is not mapped memory of this "
+          "backend",
+          a, b, bytes));
+    }
+  }
+  // A scratch reservation that the first move replaces, so no step ever
+  // leaves a hole another thread's mmap could land in: MREMAP_DONTUNMAP
+  // keeps each source range mapped (empty) after its pages moved out.
+  void* scratch = mmap(nullptr, bytes, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (scratch == MAP_FAILED) {
+    return ErrnoStatus("mmap(scratch)", errno, nullptr, bytes);
+  }
+  constexpr int kMove = MREMAP_MAYMOVE | MREMAP_FIXED;
+  // mremap(from -> to), or the injected failure of step `step`.
+  auto move = [bytes, fail_step](int step, void* from, void* to, int flags) {
+    if (step == fail_step) {
+      errno = EIO;
+      return false;
+    }
+    return mremap(from, bytes, bytes, flags, to) != MAP_FAILED;
+  };
+  // 1. a's pages -> scratch (a stays mapped, empty).
+  if (!move(1, a, scratch, kMove | MREMAP_DONTUNMAP)) {
+    const int err = errno;
+    munmap(scratch, bytes);
+    if (err == EINVAL) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "mremap(MREMAP_DONTUNMAP, %p, %d bytes) failed: %s (kernel before "
+          "5.7?)",
+          a, bytes, strerror(err)));
+    }
+    return ErrnoStatus("mremap(a -> scratch)", err, a, bytes);
+  }
+  // 2. b's pages -> a (b stays mapped, empty).
+  if (!move(2, b, a, kMove | MREMAP_DONTUNMAP)) {
+    const int err = errno;
+    // Put a's pages back; copy them back if even that move fails.
+    if (mremap(scratch, bytes, bytes, kMove, a) == MAP_FAILED) {
+      std::memcpy(a, scratch, bytes);
+      munmap(scratch, bytes);
+    }
+    return ErrnoStatus("mremap(b -> a)", err, b, bytes);
+  }
+  // 3. a's old pages -> b; the scratch range is gone afterwards.
+  if (!move(3, scratch, b, kMove)) {
+    std::memcpy(b, scratch, bytes);  // b is mapped (empty): copy instead
+    munmap(scratch, bytes);
+  }
+  return absl::OkStatus();
+}
+
+void CpuBackend::FailExchangeStepForTesting(int step) {
+  absl::MutexLock lock(&mu_);
+  fail_exchange_step_ = step;
 }
 
 absl::StatusOr<void*> CpuBackend::ReserveAddressRange(size_t bytes) {

@@ -6,6 +6,9 @@
 //              every page when the kernel lacks it): pages committed at once
 //   unmap    = madvise(MADV_DONTNEED) + mprotect(PROT_NONE): RSS really drops
 //   physical = a bookkeeping handle (the pages belong to the address on CPU)
+//   exchange = three mremap(MREMAP_FIXED | MREMAP_DONTUNMAP) moves through a
+//              scratch reservation (ExchangePages; page tables move, no byte
+//              is copied; Linux 5.7+, else UNIMPLEMENTED)
 //
 // MemoryInfo: free/total = MemAvailable/MemTotal from /proc/meminfo, plus
 // this process's RSS from /proc/self/statm.
@@ -62,14 +65,30 @@ class CpuBackend : public DeviceBackend {
   absl::StatusOr<void*> AllocateHost(size_t bytes) override;
   absl::Status FreeHost(void* host, size_t bytes) override;
 
+  size_t exchange_page_bytes() const override { return page_bytes_; }
+  // See DeviceBackend. Both ranges must lie in mapped ranges (MapPhysical)
+  // of this backend. Each exchanged range ends up as its own kernel mapping
+  // (VMA). Kernels before 6.17 refuse to move a range that crosses two VMAs
+  // (EFAULT): the exchange then fails with INTERNAL and changes nothing.
+  absl::Status ExchangePages(void* a, void* b, size_t bytes) override;
+
+  // TEST ONLY: the next exchanges fail their mremap number `step` (1: a ->
+  // scratch, 2: b -> a, 3: scratch -> b) as if the kernel refused it (EIO),
+  // exercising the recovery paths. 0 turns it off.
+  void FailExchangeStepForTesting(int step) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   explicit CpuBackend(size_t granularity);
   // True when [address, address+bytes) lies inside one reservation.
   bool InsideReservationLocked(uintptr_t address, size_t bytes) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when mapped ranges cover every byte of [address, address+bytes).
+  bool MappedLocked(uintptr_t address, size_t bytes) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const size_t granularity_;
+  const size_t page_bytes_;
 
   mutable absl::Mutex mu_;
   // Reservation base -> size.
@@ -81,6 +100,7 @@ class CpuBackend : public DeviceBackend {
   PhysicalHandle next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   // Whether MADV_POPULATE_WRITE works here (probed lazily).
   bool populate_write_supported_ ABSL_GUARDED_BY(mu_) = true;
+  int fail_exchange_step_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // This process's resident set size in bytes (/proc/self/statm).

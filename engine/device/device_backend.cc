@@ -132,6 +132,11 @@ absl::Status Mapping::Reset() {
 }
 
 // -------------------------------------------------------------- DeviceBackend
+absl::Status DeviceBackend::ExchangePages(void* a, void* b, size_t bytes) {
+  return absl::UnimplementedError(
+      absl::StrCat("the ", kind(), " backend cannot exchange pages"));
+}
+
 absl::StatusOr<Reservation> DeviceBackend::Reserve(size_t bytes) {
   absl::Status s = CheckGranular(*this, bytes, "Reserve");
   if (!s.ok()) return s;

@@ -166,6 +166,23 @@ class DeviceBackend {
   virtual absl::StatusOr<void*> AllocateHost(size_t bytes) = 0;
   virtual absl::Status FreeHost(void* host, size_t bytes) = 0;
 
+  // --- Optional: exchanging memory without copying. ---
+  // Page size for ExchangePages, or 0 when the backend cannot exchange (the
+  // default; callers then copy).
+  virtual size_t exchange_page_bytes() const { return 0; }
+  // Exchanges the memory behind [a, a+bytes) and [b, b+bytes) by moving
+  // physical pages between the two address ranges (no byte is copied):
+  // afterwards `a` holds what `b` held and vice versa, and both addresses
+  // stay valid, mapped and read/write. Both ranges must be
+  // exchange_page_bytes()-aligned, a positive multiple of it in size,
+  // disjoint, and inside memory this backend mapped. Nothing else may
+  // access either range during the call.
+  // On error both ranges keep their original contents: UNIMPLEMENTED (the
+  // backend cannot exchange), INVALID_ARGUMENT (alignment, overlap, a range
+  // this backend does not own), or the failed call (the caller may fall back
+  // to copying).
+  virtual absl::Status ExchangePages(void* a, void* b, size_t bytes);
+
   // --- RAII helpers over the raw operations. ---
   // `bytes` must be a positive multiple of granularity().
   absl::StatusOr<Reservation> Reserve(size_t bytes);

@@ -57,6 +57,12 @@ class FaultInjectingBackend : public DeviceBackend {
                             size_t bytes) override;
   absl::StatusOr<void*> AllocateHost(size_t bytes) override;
   absl::Status FreeHost(void* host, size_t bytes) override;
+  size_t exchange_page_bytes() const override {
+    return base_->exchange_page_bytes();
+  }
+  absl::Status ExchangePages(void* a, void* b, size_t bytes) override {
+    return base_->ExchangePages(a, b, bytes);
+  }
 
  private:
   DeviceBackend* const base_;
