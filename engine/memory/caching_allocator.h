@@ -79,6 +79,10 @@ class CachingAllocator {
   // back. Errors from the backend are logged; the segment is then dropped.
   uint64_t EmptyCache() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The backend the segments come from (e.g. for DeviceBackend::ExchangePages
+  // on blocks of this allocator).
+  DeviceBackend* backend() const { return backend_; }
+
   CachingAllocatorStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
   void ResetPeakStats() ABSL_LOCKS_EXCLUDED(mu_);
 

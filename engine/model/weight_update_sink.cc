@@ -1,5 +1,6 @@
 #include "engine/model/weight_update_sink.h"
 
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -81,14 +82,21 @@ absl::Status ModelWeightUpdateSink::Begin(const std::vector<TensorSpec>& specs) 
         "tensors already part of this update: ", absl::StrJoin(again, ", ")));
   }
   std::vector<std::string> added;
+  DeviceBackend* backend = options_.allocator->backend();
+  const size_t page = backend == nullptr ? 0 : backend->exchange_page_bytes();
   for (const TensorSpec& s : specs) {
     Shadow shadow;
     shadow.spec = s;
     if (s.Bytes() > 0) {
-      absl::StatusOr<void*> mem = options_.allocator->Allocate(s.Bytes());
+      // A shadow that may exchange pages with its live tensor sits at the
+      // live tensor's offset within a page (one spare page allocated).
+      const bool exchange = page > 0 && s.dtype == TensorDtype::kF32 &&
+                            s.Bytes() >= kMinExchangeBytes;
+      absl::StatusOr<void*> mem =
+          options_.allocator->Allocate(s.Bytes() + (exchange ? page : 0));
       if (!mem.ok()) {
         for (const std::string& name : added) {
-          options_.allocator->Free(shadows_[name].data).IgnoreError();
+          options_.allocator->Free(shadows_[name].block).IgnoreError();
           shadows_.erase(name);
           order_.pop_back();
         }
@@ -96,7 +104,15 @@ absl::Status ModelWeightUpdateSink::Begin(const std::vector<TensorSpec>& specs) 
                             absl::StrCat("staging buffer for \"", s.name,
                                          "\": ", mem.status().message()));
       }
+      shadow.block = *mem;
       shadow.data = *mem;
+      if (exchange) {
+        const uintptr_t live =
+            reinterpret_cast<uintptr_t>(options_.weights->Find(s.name)->data);
+        const uintptr_t block = reinterpret_cast<uintptr_t>(*mem);
+        shadow.data = reinterpret_cast<void*>(
+            block + ((live % page) + page - (block % page)) % page);
+      }
     }
     shadows_.emplace(s.name, std::move(shadow));
     order_.push_back(s.name);
@@ -188,29 +204,64 @@ absl::Status ModelWeightUpdateSink::Commit() {
   }
   absl::Status st = CheckComplete();
   if (!st.ok()) return absl::FailedPreconditionError(st.message());
+  last_commit_ = CommitStats();
   for (const std::string& name : order_) {
     const Shadow& s = shadows_.at(name);
     absl::StatusOr<WeightInfo> info = options_.weights->Find(name);
     // Validated in Begin; the model's tensor set does not change.
     COLO_CHECK(info.ok());
     if (s.spec.Bytes() == 0) continue;
-    if (s.spec.dtype == TensorDtype::kF32) {
-      std::memcpy(info->data, s.data, s.spec.Bytes());
-    } else {
-      COLO_CHECK(ConvertToFloat(s.spec.dtype, s.data, s.spec.NumElements(),
-                                info->data)
-                     .ok());
-    }
+    CommitOne(s, info->data);
   }
   FreeShadows();
   return absl::OkStatus();
+}
+
+void ModelWeightUpdateSink::CommitOne(const Shadow& s, float* live) {
+  const size_t bytes = s.spec.Bytes();
+  if (s.spec.dtype != TensorDtype::kF32) {
+    COLO_CHECK(ConvertToFloat(s.spec.dtype, s.data, s.spec.NumElements(), live).ok());
+    last_commit_.copied_bytes += bytes;
+    return;
+  }
+  char* dst = reinterpret_cast<char*>(live);
+  char* src = static_cast<char*>(s.data);
+  DeviceBackend* backend = options_.allocator->backend();
+  const size_t page = backend == nullptr ? 0 : backend->exchange_page_bytes();
+  const uintptr_t d = reinterpret_cast<uintptr_t>(dst);
+  // Whole pages inside the tensor: [first, last).
+  const size_t head = page == 0 ? 0 : (page - d % page) % page;
+  const size_t interior =
+      page == 0 || head >= bytes ? 0 : (bytes - head) / page * page;
+  const bool congruent =
+      page != 0 && d % page == reinterpret_cast<uintptr_t>(src) % page;
+  if (!congruent || bytes < kMinExchangeBytes || interior == 0) {
+    std::memcpy(dst, src, bytes);
+    last_commit_.copied_bytes += bytes;
+    return;
+  }
+  const size_t tail = bytes - head - interior;
+  std::memcpy(dst, src, head);
+  std::memcpy(dst + head + interior, src + head + interior, tail);
+  last_commit_.copied_bytes += head + tail;
+  absl::Status st = backend->ExchangePages(dst + head, src + head, interior);
+  if (st.ok()) {
+    last_commit_.exchanged_bytes += interior;
+    return;
+  }
+  // Both ranges are as they were: copy instead.
+  if (last_commit_.exchange_failures++ == 0) {
+    COLO_LOG(WARNING) << "weight commit: page exchange failed, copying instead: " << st;
+  }
+  std::memcpy(dst + head, src + head, interior);
+  last_commit_.copied_bytes += interior;
 }
 
 void ModelWeightUpdateSink::Abort() { FreeShadows(); }
 
 void ModelWeightUpdateSink::FreeShadows() {
   for (auto& [name, s] : shadows_) {
-    if (s.data != nullptr) options_.allocator->Free(s.data).IgnoreError();
+    if (s.block != nullptr) options_.allocator->Free(s.block).IgnoreError();
   }
   shadows_.clear();
   order_.clear();

@@ -6,9 +6,20 @@
 // bfloat16 (the model stores float32; f16/bf16 are converted at commit).
 // Staging: each begun tensor gets a shadow buffer from the CachingAllocator
 // holding its wire bytes; the live weights are not touched before Commit.
-// Commit converts every shadow into the live tensor in place (memcpy for
-// float32), then frees the shadows. Partial updates (a subset of the
-// model's tensors) are allowed.
+// Commit converts every shadow into the live tensor in place, then frees
+// the shadows. Partial updates (a subset of the model's tensors) are
+// allowed.
+//
+// Zero-copy commit: when the allocator's backend can exchange pages
+// (DeviceBackend::ExchangePages; the CPU backend can), a float32 shadow of
+// at least kMinExchangeBytes is placed at the same offset within a page as
+// its live tensor, and Commit exchanges the whole pages inside the tensor
+// between shadow and live weights instead of copying them (the live
+// addresses never change; only the partial first and last pages are
+// copied). The shadow then holds the old weights and goes back to the
+// allocator's cache, so the next update's shadows are resident already. An
+// exchange that fails leaves both sides as they were and that tensor is
+// copied instead, so Commit itself cannot fail once CheckComplete passed.
 //
 // The allocator must hand out host-addressable memory (the CPU backend), as
 // ModelWeights itself does. Not thread-safe (see UpdateSink). The weights
@@ -63,10 +74,22 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
   size_t num_tensors() const { return shadows_.size(); }
   size_t staged_bytes() const { return staged_bytes_; }
 
+  // How the last successful Commit moved its bytes.
+  struct CommitStats {
+    size_t exchanged_bytes = 0;  // whole pages exchanged (no copy)
+    size_t copied_bytes = 0;     // copied or converted
+    int exchange_failures = 0;   // exchanges that failed (copied instead)
+  };
+  const CommitStats& last_commit_stats() const { return last_commit_; }
+
+  // Smallest float32 tensor whose pages Commit tries to exchange.
+  static constexpr size_t kMinExchangeBytes = size_t{256} << 10;
+
  private:
   struct Shadow {
     weight_sync::TensorSpec spec;
-    void* data = nullptr;  // spec.Bytes() bytes from the allocator (or null for 0)
+    void* data = nullptr;  // spec.Bytes() bytes (or null for 0)
+    void* block = nullptr;  // the allocator block holding data (freed later)
     std::map<size_t, size_t> covered;  // disjoint [begin, end) byte ranges
     size_t covered_bytes = 0;
   };
@@ -76,11 +99,14 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
   absl::StatusOr<Shadow*> RangeOf(const std::string& name, size_t offset,
                                   size_t bytes);
   void FreeShadows();
+  // Copies/converts or exchanges one complete shadow into the live tensor.
+  void CommitOne(const Shadow& shadow, float* live);
 
   const Options options_;
   std::vector<std::string> order_;  // begun tensors in order
   absl::flat_hash_map<std::string, Shadow> shadows_;
   size_t staged_bytes_ = 0;
+  CommitStats last_commit_;
 };
 
 }  // namespace engine

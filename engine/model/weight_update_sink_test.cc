@@ -145,6 +145,111 @@ TEST(ModelWeightUpdateSinkTest, AbortLeavesWeightsUntouched) {
   EXPECT_THAT(f.sink->Commit(), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
+// A float32 update of every tensor of a model big enough to have tensors of
+// several pages; `seed` picks the values.
+struct FullUpdate {
+  std::vector<std::vector<float>> values;  // per tensor, in List() order
+};
+
+FullUpdate StageFullUpdate(ModelWeights* weights, ModelWeightUpdateSink* sink,
+                           uint32_t seed) {
+  FullUpdate u;
+  std::vector<TensorSpec> specs;
+  for (const WeightInfo& w : weights->List()) specs.push_back(SpecOf(w, TensorDtype::kF32));
+  EXPECT_OK(sink->Begin(specs));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1, 1);
+  for (const WeightInfo& w : weights->List()) {
+    std::vector<float> v(w.NumElements());
+    for (float& x : v) x = dist(rng);
+    // Half through Stage, half through the zero-copy staging area.
+    const size_t bytes = v.size() * 4, half = bytes / 2 / 4 * 4;
+    EXPECT_OK(sink->Stage(w.name, 0, v.data(), half));
+    void* area = sink->StagingArea(w.name, half, bytes - half);
+    EXPECT_NE(area, nullptr);
+    std::memcpy(area, reinterpret_cast<const char*>(v.data()) + half, bytes - half);
+    EXPECT_OK(sink->MarkStaged(w.name, half, bytes - half));
+    u.values.push_back(std::move(v));
+  }
+  return u;
+}
+
+std::unique_ptr<ModelWeights> BigWeights(ModelTestEnv* env) {
+  TinyModelOptions o;
+  o.layers = 1;
+  o.hidden = 256;
+  o.vocab = 1000;  // embed/lm_head: 1 MB each, not page-aligned in the pack
+  return ModelWeights::Allocate(TinyModelConfig(o).value(), env->pool.get()).value();
+}
+
+TEST(ModelWeightUpdateSinkTest, CommitExchangesPagesAtFixedAddresses) {
+  ModelTestEnv env;
+  std::unique_ptr<ModelWeights> weights = BigWeights(&env);
+  auto sink = ModelWeightUpdateSink::Create({weights.get(), env.allocator.get()}).value();
+  const std::vector<WeightInfo> before = weights->List();
+  uint64_t reserved_after_round0 = 0;
+  for (uint32_t round = 0; round < 3; ++round) {
+    FullUpdate u = StageFullUpdate(weights.get(), sink.get(), 100 + round);
+    ASSERT_OK(sink->CheckComplete());
+    // Nothing live before the commit.
+    if (round == 0) {
+      EXPECT_EQ(weights->List()[0].data[0], 0.0f);
+    }
+    ASSERT_OK(sink->Commit());
+    const std::vector<WeightInfo> after = weights->List();
+    ASSERT_EQ(after.size(), before.size());
+    size_t total = 0;
+    for (size_t i = 0; i < after.size(); ++i) {
+      EXPECT_EQ(after[i].data, before[i].data) << after[i].name;  // addresses fixed
+      EXPECT_EQ(std::memcmp(after[i].data, u.values[i].data(), u.values[i].size() * 4), 0)
+          << "round " << round << " " << after[i].name;
+      total += u.values[i].size() * 4;
+    }
+    const auto& stats = sink->last_commit_stats();
+    EXPECT_EQ(stats.exchange_failures, 0);
+    EXPECT_GT(stats.exchanged_bytes, total / 2) << "round " << round;
+    EXPECT_EQ(stats.exchanged_bytes + stats.copied_bytes, total);
+    EXPECT_EQ(env.allocator->Stats().allocated_bytes, 0u);
+    // The shadows (now holding the old pages) went back to the cache and
+    // the next rounds reuse them instead of growing.
+    if (round == 0) reserved_after_round0 = env.allocator->Stats().reserved_bytes;
+    EXPECT_EQ(env.allocator->Stats().reserved_bytes, reserved_after_round0);
+  }
+}
+
+TEST(ModelWeightUpdateSinkTest, FailedExchangeFallsBackToCopy) {
+  ModelTestEnv env;
+  std::unique_ptr<ModelWeights> weights = BigWeights(&env);
+  auto sink = ModelWeightUpdateSink::Create({weights.get(), env.allocator.get()}).value();
+  env.backend->FailExchangeStepForTesting(2);  // after the live pages moved out
+  FullUpdate u = StageFullUpdate(weights.get(), sink.get(), 7);
+  ASSERT_OK(sink->Commit());
+  const std::vector<WeightInfo> after = weights->List();
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(std::memcmp(after[i].data, u.values[i].data(), u.values[i].size() * 4), 0)
+        << after[i].name;
+  }
+  EXPECT_GT(sink->last_commit_stats().exchange_failures, 0);
+  EXPECT_EQ(sink->last_commit_stats().exchanged_bytes, 0u);
+}
+
+TEST(ModelWeightUpdateSinkTest, AbortAfterZeroCopyStagingKeepsWeights) {
+  ModelTestEnv env;
+  std::unique_ptr<ModelWeights> weights = BigWeights(&env);
+  auto sink = ModelWeightUpdateSink::Create({weights.get(), env.allocator.get()}).value();
+  FullUpdate first = StageFullUpdate(weights.get(), sink.get(), 1);
+  ASSERT_OK(sink->Commit());
+  StageFullUpdate(weights.get(), sink.get(), 2);
+  sink->Abort();
+  const std::vector<WeightInfo> after = weights->List();
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(std::memcmp(after[i].data, first.values[i].data(), first.values[i].size() * 4),
+              0)
+        << after[i].name;
+  }
+  EXPECT_EQ(env.allocator->Stats().allocated_bytes, 0u);
+}
+
 TEST(WeightChecksumsTest, CrcOfStoredFloat32Bytes) {
   Fixture f;
   WeightInfo norm = f.Info("model.norm.weight");
