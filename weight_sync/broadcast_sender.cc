@@ -1,5 +1,6 @@
 #include "weight_sync/broadcast_sender.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <utility>
@@ -17,10 +18,13 @@ int64_t MicrosSince(absl::Time start) {
   return absl::ToInt64Microseconds(absl::Now() - start);
 }
 
-// Copies bucket `b`'s pieces into `dst`.
-void Pack(const Bucket& b, const std::vector<SendTensor>& tensors, char* dst) {
-  for (const BucketPiece& p : b.pieces) {
-    std::memcpy(dst + p.bucket_offset,
+// Copies the pieces of transfer `tr` into `dst`.
+void Pack(const BucketPlan& plan, const Transfer& tr,
+          const std::vector<SendTensor>& tensors, char* dst) {
+  const std::vector<BucketPiece>& pieces = plan.buckets[tr.bucket].pieces;
+  for (size_t j = tr.first_piece; j < tr.first_piece + tr.num_pieces; ++j) {
+    const BucketPiece& p = pieces[j];
+    std::memcpy(dst + (p.bucket_offset - tr.bucket_offset),
                 static_cast<const char*>(tensors[p.tensor_index].data) + p.tensor_offset,
                 p.bytes);
   }
@@ -63,9 +67,14 @@ absl::StatusOr<SendReport> SendUpdate(const SendOptions& options,
   absl::StatusOr<BucketPlan> plan = MakeBucketPlan(specs, bucket_bytes);
   if (!plan.ok()) return plan.status();
 
-  // Staging holds the largest bucket of this plan, not bucket_bytes: a small
-  // model's update does not pin two full-size buckets.
-  const size_t slot_bytes = std::max<size_t>(LargestBucketBytes(*plan), sizeof(UpdateHeader));
+  // Host transports send a single-piece transfer straight from the tensor;
+  // the rest is packed into staging that holds the largest such transfer.
+  const std::vector<Transfer> transfers = PlanTransfers(*plan, /*whole_buckets=*/on_device);
+  auto direct = [&](size_t k) { return !on_device && transfers[k].num_pieces == 1; };
+  size_t slot_bytes = sizeof(UpdateHeader);
+  for (size_t k = 0; k < transfers.size(); ++k) {
+    if (!direct(k)) slot_bytes = std::max(slot_bytes, transfers[k].bytes);
+  }
   std::vector<char> host[2];
   host[0].resize(slot_bytes);
   host[1].resize(slot_bytes);
@@ -110,54 +119,54 @@ absl::StatusOr<SendReport> SendUpdate(const SendOptions& options,
         "engines' UpdateWeightsFromDistributed replies: names, dtypes, shapes)");
   }
 
-  // --- Buckets: a packer thread fills slot (i+1)%2 while slot i%2 is sent. ---
+  // --- Transfers: a packer thread fills slot (k+1)%2 while slot k%2 is sent. ---
   const absl::Time t_transfer = absl::Now();
   const std::vector<Bucket>& buckets = plan->buckets;
-  auto direct = [&](size_t i) {
-    return !on_device && buckets[i].pieces.size() == 1 &&
-           buckets[i].pieces[0].bucket_offset == 0;
-  };
   absl::Mutex mu;
   absl::CondVar cv;
   bool packed[2] = {false, false};
   bool stop = false;
   std::thread packer([&] {
-    for (size_t i = 0; i < buckets.size(); ++i) {
-      const int s = i % 2;
+    for (size_t k = 0; k < transfers.size(); ++k) {
+      const int s = k % 2;
       {
         absl::MutexLock lock(&mu);
         while (packed[s] && !stop) cv.Wait(&mu);
         if (stop) return;
       }
-      if (!direct(i)) Pack(buckets[i], tensors, host[s].data());
+      if (!direct(k)) Pack(*plan, transfers[k], tensors, host[s].data());
       absl::MutexLock lock(&mu);
       packed[s] = true;
       cv.SignalAll();
     }
   });
   absl::Status send_error;
-  for (size_t i = 0; i < buckets.size() && send_error.ok(); ++i) {
-    const int s = i % 2;
+  for (size_t k = 0; k < transfers.size() && send_error.ok(); ++k) {
+    const int s = k % 2;
+    const Transfer& tr = transfers[k];
     {
       absl::MutexLock lock(&mu);
       while (!packed[s]) cv.Wait(&mu);
     }
     void* src = host[s].data();
-    if (direct(i)) {
-      const BucketPiece& p = buckets[i].pieces[0];
+    if (direct(k)) {
+      const BucketPiece& p = buckets[tr.bucket].pieces[tr.first_piece];
       src = const_cast<char*>(static_cast<const char*>(tensors[p.tensor_index].data) +
                               p.tensor_offset);
     }
-    absl::StatusOr<void*> buf = place(s, src, buckets[i].bytes);
+    absl::StatusOr<void*> buf = place(s, src, tr.bytes);
     send_error = buf.status();
-    if (send_error.ok()) send_error = t->Broadcast(*buf, buckets[i].bytes, 0);
-    if (send_error.ok() && options.after_bucket_for_testing) {
-      options.after_bucket_for_testing(static_cast<int64_t>(i) + 1);
+    if (send_error.ok()) send_error = t->Broadcast(*buf, tr.bytes, 0);
+    const bool bucket_done =
+        k + 1 == transfers.size() || transfers[k + 1].bucket != tr.bucket;
+    if (send_error.ok() && bucket_done && options.after_bucket_for_testing) {
+      options.after_bucket_for_testing(static_cast<int64_t>(tr.bucket) + 1);
     }
     if (!send_error.ok()) {
-      send_error = absl::Status(send_error.code(),
-                                absl::StrCat("bucket ", i, "/", buckets.size(), ": ",
-                                             send_error.message()));
+      send_error = absl::Status(
+          send_error.code(), absl::StrCat("bucket ", tr.bucket, "/", buckets.size(),
+                                          " (transfer ", k, "/", transfers.size(),
+                                          "): ", send_error.message()));
     }
     absl::MutexLock lock(&mu);
     packed[s] = false;

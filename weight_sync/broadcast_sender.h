@@ -1,12 +1,13 @@
 // SendUpdate: the rank-0 (trainer) side of the update protocol
 // (update_protocol.h): header, ready vote, buckets, commit vote.
 //
-// Host transports (Gloo) pack buckets from the tensors' host memory into two
-// host buffers, packing bucket i+1 while bucket i is broadcast; a bucket that
-// is one contiguous piece of one tensor is broadcast straight from the
-// tensor's memory (no copy). Device transports (NCCL) need `device_backend`
-// and `staging`: buckets are packed on the host and copied into device
-// staging buffers.
+// Sends the plan's transfers (PlanTransfers, bucket_plan.h). Host transports
+// (Gloo) broadcast a transfer that is one piece of one tensor straight from
+// the tensor's memory (no copy) and pack runs of small pieces into two host
+// buffers, packing transfer k+1 while transfer k is broadcast. Device
+// transports (NCCL) send whole buckets and need `device_backend` and
+// `staging`: buckets are packed on the host and copied into device staging
+// buffers.
 //
 // Returns the report, or ABORTED when an engine rejected the update
 // (nothing was sent), a collective failed (the group is then broken) or an

@@ -107,6 +107,29 @@ absl::StatusOr<BucketPlan> MakeBucketPlan(const std::vector<TensorSpec>& specs,
   return plan;
 }
 
+std::vector<Transfer> PlanTransfers(const BucketPlan& plan, bool whole_buckets) {
+  std::vector<Transfer> out;
+  for (size_t b = 0; b < plan.buckets.size(); ++b) {
+    const std::vector<BucketPiece>& pieces = plan.buckets[b].pieces;
+    if (whole_buckets) {
+      out.push_back(Transfer{b, 0, plan.buckets[b].bytes, 0, pieces.size()});
+      continue;
+    }
+    size_t i = 0;
+    while (i < pieces.size()) {
+      size_t j = i + 1;
+      if (pieces[i].bytes < kOwnTransferBytes) {
+        while (j < pieces.size() && pieces[j].bytes < kOwnTransferBytes) ++j;
+      }
+      const size_t begin = pieces[i].bucket_offset;
+      const size_t end = pieces[j - 1].bucket_offset + pieces[j - 1].bytes;
+      out.push_back(Transfer{b, begin, end - begin, i, j - i});
+      i = j;
+    }
+  }
+  return out;
+}
+
 size_t LargestBucketBytes(const BucketPlan& plan) {
   size_t largest = 0;
   for (const Bucket& b : plan.buckets) largest = std::max(largest, b.bytes);

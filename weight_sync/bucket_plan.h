@@ -48,6 +48,31 @@ struct BucketPlan {
   uint64_t hash = 0;        // PlanHash(specs, bucket_bytes)
 };
 
+// One broadcast of an update: `bytes` bytes at `bucket_offset` of bucket
+// `bucket`, carrying that bucket's pieces [first_piece, first_piece +
+// num_pieces) (and the padding between them).
+struct Transfer {
+  size_t bucket = 0;
+  size_t bucket_offset = 0;
+  size_t bytes = 0;
+  size_t first_piece = 0;
+  size_t num_pieces = 0;
+};
+
+// Pieces of at least this many bytes travel alone on host transports.
+inline constexpr size_t kOwnTransferBytes = size_t{256} << 10;
+
+// The broadcasts that carry `plan`, in order. Every rank derives them from
+// the same plan and issues exactly these collectives.
+//   whole_buckets (device transports): one transfer per bucket.
+//   otherwise (host transports): a piece of at least kOwnTransferBytes is a
+//     transfer of its own, and each run of consecutive smaller pieces of a
+//     bucket shares one. A single-piece transfer is the bytes of one tensor
+//     range, so it is sent from the tensor and received into the sink's
+//     staging area without a copy on either side; only runs of small
+//     pieces are packed.
+std::vector<Transfer> PlanTransfers(const BucketPlan& plan, bool whole_buckets);
+
 // Minimum bucket size accepted by MakeBucketPlan.
 inline constexpr size_t kMinBucketBytes = 64;
 

@@ -89,6 +89,71 @@ TEST(BucketPlanTest, LargeTensorSpansBuckets) {
   CheckPlanInvariants(plan);
 }
 
+// Transfers cover every piece once, in plan order; whole-bucket transfers
+// are the buckets, otherwise a transfer of several pieces has only pieces
+// below kOwnTransferBytes.
+void CheckTransfers(const BucketPlan& plan, bool whole_buckets) {
+  const std::vector<Transfer> transfers = PlanTransfers(plan, whole_buckets);
+  if (plan.buckets.empty()) {
+    EXPECT_TRUE(transfers.empty());
+    return;
+  }
+  size_t bucket = 0, piece = 0;
+  for (const Transfer& t : transfers) {
+    if (piece == plan.buckets[bucket].pieces.size()) {
+      ++bucket;
+      piece = 0;
+    }
+    ASSERT_EQ(t.bucket, bucket);
+    ASSERT_EQ(t.first_piece, piece);
+    ASSERT_GT(t.num_pieces, 0u);
+    const std::vector<BucketPiece>& pieces = plan.buckets[bucket].pieces;
+    ASSERT_LE(t.first_piece + t.num_pieces, pieces.size());
+    const BucketPiece& first = pieces[t.first_piece];
+    const BucketPiece& last = pieces[t.first_piece + t.num_pieces - 1];
+    EXPECT_EQ(t.bucket_offset, first.bucket_offset);
+    EXPECT_EQ(t.bytes, last.bucket_offset + last.bytes - first.bucket_offset);
+    if (whole_buckets) {
+      EXPECT_EQ(t.num_pieces, pieces.size());
+      EXPECT_EQ(t.bytes, plan.buckets[bucket].bytes);
+    } else if (t.num_pieces > 1) {
+      for (size_t i = t.first_piece; i < t.first_piece + t.num_pieces; ++i) {
+        EXPECT_LT(pieces[i].bytes, kOwnTransferBytes);
+      }
+    }
+    piece += t.num_pieces;
+  }
+  EXPECT_EQ(bucket + 1, plan.buckets.size());
+  EXPECT_EQ(piece, plan.buckets.back().pieces.size());
+}
+
+TEST(BucketPlanTest, TransfersSendLargePiecesAloneAndPackSmallRuns) {
+  // One 4 MiB bucket: norm (small), q (1 MiB), two biases (small), big
+  // (3 MiB, split across buckets).
+  std::vector<TensorSpec> specs = {Spec("norm", TensorDtype::kF32, {1024}),
+                                   Spec("q", TensorDtype::kF32, {512, 512}),
+                                   Spec("qb", TensorDtype::kF32, {512}),
+                                   Spec("kb", TensorDtype::kBF16, {256}),
+                                   Spec("big", TensorDtype::kF32, {1024, 1024})};
+  ASSERT_OK_AND_ASSIGN(BucketPlan plan, MakeBucketPlan(specs, 4 << 20));
+  ASSERT_EQ(plan.buckets.size(), 2u);
+  const std::vector<Transfer> whole = PlanTransfers(plan, /*whole_buckets=*/true);
+  ASSERT_EQ(whole.size(), 2u);
+  EXPECT_EQ(whole[1].bytes, plan.buckets[1].bytes);
+  EXPECT_EQ(whole[0].num_pieces, 5u);
+  CheckTransfers(plan, true);
+  const std::vector<Transfer> host = PlanTransfers(plan, /*whole_buckets=*/false);
+  // norm | q | qb+kb | big (part 1) || big (part 2)
+  ASSERT_EQ(host.size(), 5u);
+  EXPECT_EQ(host[0].num_pieces, 1u);
+  EXPECT_EQ(host[1].num_pieces, 1u);
+  EXPECT_EQ(host[1].bytes, size_t{1} << 20);
+  EXPECT_EQ(host[2].num_pieces, 2u);
+  EXPECT_EQ(host[3].num_pieces, 1u);
+  EXPECT_EQ(host[4].bucket, 1u);
+  CheckTransfers(plan, false);
+}
+
 TEST(BucketPlanTest, RejectsBadInput) {
   EXPECT_THAT(MakeBucketPlan({Spec("a", TensorDtype::kF32, {1})}, 8),
               StatusIs(absl::StatusCode::kInvalidArgument));
@@ -141,6 +206,8 @@ TEST(BucketPlanTest, RandomizedPlansKeepInvariants) {
       ASSERT_EQ(again.buckets[b].pieces.size(), plan.buckets[b].pieces.size());
     }
     EXPECT_EQ(again.hash, plan.hash);
+    CheckTransfers(plan, true);
+    CheckTransfers(plan, false);
   }
 }
 

@@ -1,5 +1,6 @@
 #include "weight_sync/receiver.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <utility>
@@ -138,12 +139,28 @@ absl::StatusOr<UpdateTimings> ReceiveUpdate(const ReceiverOptions& options,
   absl::StatusOr<BucketPlan> plan = MakeBucketPlan(specs, bucket_bytes);
   if (ready.ok() && !plan.ok()) ready = plan.status();
   if (ready.ok()) ready = sink->Begin(specs);
+  // The broadcasts of this update; on host transports a single-piece
+  // transfer goes straight into the sink's staging area when it offers one.
+  std::vector<Transfer> transfers;
+  std::vector<void*> direct;
+  // Staging holds the largest transfer that cannot go direct, not
+  // bucket_bytes: a small model's update does not pin two full-size
+  // buckets, and an update that goes direct entirely pins (almost) none.
+  size_t slot_bytes = sizeof(UpdateHeader);
+  if (ready.ok()) {
+    transfers = PlanTransfers(*plan, /*whole_buckets=*/on_device);
+    direct.assign(transfers.size(), nullptr);
+    for (size_t k = 0; k < transfers.size(); ++k) {
+      const Transfer& tr = transfers[k];
+      if (!on_device && tr.num_pieces == 1) {
+        const BucketPiece& p = plan->buckets[tr.bucket].pieces[tr.first_piece];
+        direct[k] = sink->StagingArea(specs[p.tensor_index].name, p.tensor_offset, p.bytes);
+      }
+      if (direct[k] == nullptr) slot_bytes = std::max(slot_bytes, tr.bytes);
+    }
+  }
   StagingBuffer slots[2] = {StagingBuffer(options.staging),
                             StagingBuffer(options.staging)};
-  // Staging holds the largest bucket of this plan, not bucket_bytes: a small
-  // model's update does not pin two full-size buckets.
-  const size_t slot_bytes = std::max<size_t>(
-      plan.ok() ? LargestBucketBytes(*plan) : bucket_bytes, sizeof(UpdateHeader));
   HostBuffer bounce(options.device_backend);
   if (ready.ok()) ready = slots[0].Allocate(slot_bytes);
   if (ready.ok()) ready = slots[1].Allocate(slot_bytes);
@@ -199,31 +216,20 @@ absl::StatusOr<UpdateTimings> ReceiveUpdate(const ReceiverOptions& options,
         "weights were transferred");
   }
 
-  // --- Buckets, double-buffered. ---
+  // --- Transfers, double-buffered. ---
   const std::vector<Bucket>& buckets = plan->buckets;
-  // Zero-copy: a host bucket that is one piece of one tensor is received
-  // straight into the sink's staging area when it offers one.
-  std::vector<void*> direct(buckets.size(), nullptr);
-  if (!on_device) {
-    for (size_t i = 0; i < buckets.size(); ++i) {
-      const std::vector<BucketPiece>& pieces = buckets[i].pieces;
-      if (pieces.size() == 1 && pieces[0].bucket_offset == 0) {
-        direct[i] = sink->StagingArea(specs[pieces[0].tensor_index].name,
-                                      pieces[0].tensor_offset, pieces[0].bytes);
-      }
-    }
-  }
   SlotPipeline pipe;
   std::thread transfer([&] {
-    for (size_t i = 0; i < buckets.size(); ++i) {
-      const int s = i % 2;
+    for (size_t k = 0; k < transfers.size(); ++k) {
+      const int s = k % 2;
       if (!pipe.WaitFree(s)) return;
-      void* dst = direct[i] != nullptr ? direct[i] : slots[s].get();
-      absl::Status bst = t->Broadcast(dst, buckets[i].bytes, 0);
+      void* dst = direct[k] != nullptr ? direct[k] : slots[s].get();
+      absl::Status bst = t->Broadcast(dst, transfers[k].bytes, 0);
       if (!bst.ok()) {
-        pipe.Fail(absl::Status(bst.code(), absl::StrCat("bucket ", i, "/",
-                                                        buckets.size(), ": ",
-                                                        bst.message())));
+        pipe.Fail(absl::Status(
+            bst.code(), absl::StrCat("bucket ", transfers[k].bucket, "/", buckets.size(),
+                                     " (transfer ", k, "/", transfers.size(),
+                                     "): ", bst.message())));
         return;
       }
       pipe.MarkFull(s);
@@ -231,23 +237,24 @@ absl::StatusOr<UpdateTimings> ReceiveUpdate(const ReceiverOptions& options,
   });
   absl::Status apply_error;
   absl::Duration apply_time;
-  for (size_t i = 0; i < buckets.size(); ++i) {
-    const int s = i % 2;
+  for (size_t k = 0; k < transfers.size(); ++k) {
+    const int s = k % 2;
     if (!pipe.WaitFull(s)) break;
     const absl::Time a0 = absl::Now();
+    const Transfer& tr = transfers[k];
     const char* base = static_cast<const char*>(slots[s].get());
     if (on_device && apply_error.ok()) {
-      apply_error = options.device_backend->CopyToHost(bounce.get(), base,
-                                                       buckets[i].bytes);
+      apply_error = options.device_backend->CopyToHost(bounce.get(), base, tr.bytes);
       base = static_cast<const char*>(bounce.get());
     }
-    for (const BucketPiece& p : buckets[i].pieces) {
+    for (size_t j = tr.first_piece; j < tr.first_piece + tr.num_pieces; ++j) {
       if (!apply_error.ok()) break;  // keep draining to stay in step
+      const BucketPiece& p = buckets[tr.bucket].pieces[j];
       const std::string& name = specs[p.tensor_index].name;
-      apply_error = direct[i] != nullptr
+      apply_error = direct[k] != nullptr
                         ? sink->MarkStaged(name, p.tensor_offset, p.bytes)
-                        : sink->Stage(name, p.tensor_offset, base + p.bucket_offset,
-                                      p.bytes);
+                        : sink->Stage(name, p.tensor_offset,
+                                      base + (p.bucket_offset - tr.bucket_offset), p.bytes);
     }
     apply_time += absl::Now() - a0;
     pipe.MarkFree(s);

@@ -2,12 +2,14 @@
 // update_protocol.h).
 //
 // Validates the specs with the sink, begins the update, allocates two
-// staging buffers of bucket_bytes from the caching allocator and receives
-// the buckets double-buffered: a transfer thread broadcasts bucket i+1 into
-// one buffer while the calling thread stages bucket i from the other into
-// the sink. On host transports, a bucket that is a single piece of one
-// tensor goes straight into the sink's staging area when the sink offers
-// one (UpdateSink::StagingArea), skipping the staging copy. After the last bucket, every rank votes; only if all ranks
+// staging buffers from the caching allocator and receives the plan's
+// transfers (PlanTransfers) double-buffered: a transfer thread broadcasts
+// transfer k+1 while the calling thread stages transfer k into the sink. On
+// host transports, a transfer that is a single piece of one tensor goes
+// straight into the sink's staging area when the sink offers one
+// (UpdateSink::StagingArea), skipping the staging copy; only runs of small
+// pieces are staged through a buffer (then the staging buffers hold the
+// largest such transfer). After the last transfer, every rank votes; only if all ranks
 // (the sender and every engine rank) landed everything does the sink commit,
 // via `run_commit` (the engine passes a function that runs the commit on its
 // scheduler thread between forward steps and returns its status).

@@ -251,8 +251,10 @@ TEST(ReceiverTest, SenderDyingMidBroadcastAbortsAndANewGroupWorks) {
   for (int i = 0; i < 2; ++i) {
     threads.emplace_back([&, i] { results[i] = engines[i].Receive(u.specs, &commits[i]); });
   }
-  // A sender that sends the header, votes, sends two buckets and dies.
+  // A sender that sends the header, votes, sends two transfers and dies.
   ASSERT_OK_AND_ASSIGN(BucketPlan plan, MakeBucketPlan(u.specs, kBucketBytes));
+  const std::vector<Transfer> transfers = PlanTransfers(plan, /*whole_buckets=*/false);
+  ASSERT_GT(transfers.size(), 2u);
   UpdateHeader h;
   h.plan_hash = plan.hash;
   h.num_buckets = plan.buckets.size();
@@ -260,8 +262,8 @@ TEST(ReceiverTest, SenderDyingMidBroadcastAbortsAndANewGroupWorks) {
   ASSERT_OK(sender->Broadcast(&h, sizeof(h), 0));
   ASSERT_THAT(sender->AllReduceMin(1), ::testing::Eq(absl::StatusOr<int32_t>(1)));
   std::vector<char> junk(kBucketBytes, 7);
-  ASSERT_OK(sender->Broadcast(junk.data(), plan.buckets[0].bytes, 0));
-  ASSERT_OK(sender->Broadcast(junk.data(), plan.buckets[1].bytes, 0));
+  ASSERT_OK(sender->Broadcast(junk.data(), transfers[0].bytes, 0));
+  ASSERT_OK(sender->Broadcast(junk.data(), transfers[1].bytes, 0));
   sender.reset();  // the trainer process is gone
   for (auto& t : threads) t.join();
   const absl::Duration took = absl::Now() - start;

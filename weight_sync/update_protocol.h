@@ -9,7 +9,10 @@
 //      is 0 every rank stops here: no weight byte was sent. The rank that
 //      rejected returns INVALID_ARGUMENT (or its own error), the others
 //      ABORTED, and the group stays usable.
-//   3. Broadcast(bucket i, root 0) for every bucket of the plan, in order.
+//   3. Broadcast(transfer k, root 0) for every transfer of
+//      PlanTransfers(plan, whole_buckets = device transport), in order: one
+//      per bucket on device transports; on host transports each large piece
+//      alone (no copy on either side) and each run of small pieces packed.
 //   4. Commit vote: AllReduceMin(applied). An engine rank votes 1 only when
 //      every bucket landed and was staged. If the minimum is 1 every engine
 //      commits; otherwise every engine aborts (ABORTED).
@@ -24,7 +27,8 @@
 namespace colo {
 namespace weight_sync {
 
-inline constexpr uint64_t kUpdateMagic = 0x434f4c4f57543031ull;  // "COLOWT01"
+// "COLOWT02": buckets go as PlanTransfers (v01 sent one broadcast per bucket).
+inline constexpr uint64_t kUpdateMagic = 0x434f4c4f57543032ull;
 
 struct UpdateHeader {
   uint64_t magic = kUpdateMagic;
