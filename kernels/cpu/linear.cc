@@ -36,27 +36,37 @@ template <int R, int C>
 COLO_AVX2 void TileAvx2(const float* x, int64_t ldx, const float* w,
                         int64_t ldw, int64_t k, float* out /*[R][C]*/) {
   __m256 acc[R][C];
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
   int64_t kk = 0;
   for (; kk + 8 <= k; kk += 8) {
     __m256 wv[C];
+    #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) wv[c] = _mm256_loadu_ps(w + c * ldw + kk);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       __m256 xv = _mm256_loadu_ps(x + r * ldx + kk);
+      #pragma GCC unroll 16
       for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
     }
   }
   if (kk < k) {
     __m256i mask = TailMask(k - kk);
     __m256 wv[C];
+    #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) wv[c] = _mm256_maskload_ps(w + c * ldw + kk, mask);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       __m256 xv = _mm256_maskload_ps(x + r * ldx + kk, mask);
+      #pragma GCC unroll 16
       for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) out[r * C + c] = HorizontalSum(acc[r][c]);
 }
 
@@ -68,27 +78,37 @@ template <int R, int C>
 COLO_AVX512 void TileAvx512(const float* x, int64_t ldx, const float* w,
                             int64_t ldw, int64_t k, float* out) {
   __m512 acc[R][C];
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   int64_t kk = 0;
   for (; kk + 16 <= k; kk += 16) {
     __m512 wv[C];
+    #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) wv[c] = _mm512_loadu_ps(w + c * ldw + kk);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       __m512 xv = _mm512_loadu_ps(x + r * ldx + kk);
+      #pragma GCC unroll 16
       for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
     }
   }
   if (kk < k) {
     const __mmask16 mask = static_cast<__mmask16>((1u << (k - kk)) - 1);
     __m512 wv[C];
+    #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) wv[c] = _mm512_maskz_loadu_ps(mask, w + c * ldw + kk);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       __m512 xv = _mm512_maskz_loadu_ps(mask, x + r * ldx + kk);
+      #pragma GCC unroll 16
       for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 16
     for (int c = 0; c < C; ++c) {
       alignas(64) float lanes[16];
       _mm512_store_ps(lanes, acc[r][c]);
@@ -133,11 +153,13 @@ COLO_AVX2 void RowsAvx2(const float* x, int64_t k, const float* w, int64_t n0,
   int64_t c = n0;
   for (; c + kTileCols <= n1; c += kTileCols) {
     TileAvx2<R, kTileCols>(x, k, w + c * k, k, k, tile);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < kTileCols; ++j) y[r * ldy + c + j] = tile[r * kTileCols + j];
   }
   for (; c < n1; ++c) {
     TileAvx2<R, 1>(x, k, w + c * k, k, k, tile);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) y[r * ldy + c] = tile[r];
   }
 }
@@ -149,11 +171,13 @@ COLO_AVX512 void RowsAvx512(const float* x, int64_t k, const float* w, int64_t n
   int64_t c = n0;
   for (; c + kTileCols <= n1; c += kTileCols) {
     TileAvx512<R, kTileCols>(x, k, w + c * k, k, k, tile);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < kTileCols; ++j) y[r * ldy + c + j] = tile[r * kTileCols + j];
   }
   for (; c < n1; ++c) {
     TileAvx512<R, 1>(x, k, w + c * k, k, k, tile);
+    #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) y[r * ldy + c] = tile[r];
   }
 }
