@@ -51,6 +51,23 @@ class Carver {
     if (!_colo_s.ok()) return _colo_s;     \
   } while (0)
 
+// The span [lo, lo + bytes) of host memory covering every tensor of the
+// packed host weights.
+absl::Status PackedSpan(const ModelWeights& host_weights, const char** lo, size_t* bytes) {
+  const char* first = nullptr;
+  const char* end = nullptr;
+  for (const WeightInfo& w : host_weights.List()) {
+    const char* b = reinterpret_cast<const char*>(w.data);
+    const char* e = b + w.NumElements() * sizeof(float);
+    if (first == nullptr || b < first) first = b;
+    if (end == nullptr || e > end) end = e;
+  }
+  if (first == nullptr) return absl::InvalidArgumentError("model has no tensors");
+  *lo = first;
+  *bytes = static_cast<size_t>(end - first);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 CudaTransformerModel::CudaTransformerModel(const ModelConfig& config,
@@ -101,17 +118,9 @@ absl::Status CudaTransformerModel::Init(const ModelWeights& host_weights) {
   }
   // The host weights are one packed buffer: copy the span covering every
   // tensor and translate pointers by their offset.
-  const std::vector<WeightInfo> tensors = host_weights.List();
   const char* lo = nullptr;
-  const char* hi = nullptr;
-  for (const WeightInfo& w : tensors) {
-    const char* b = reinterpret_cast<const char*>(w.data);
-    const char* e = b + w.NumElements() * sizeof(float);
-    if (lo == nullptr || b < lo) lo = b;
-    if (hi == nullptr || e > hi) hi = e;
-  }
-  if (lo == nullptr) return absl::InvalidArgumentError("model has no tensors");
-  weight_bytes_ = static_cast<size_t>(hi - lo);
+  COLO_RETURN_IF_ERROR_(PackedSpan(host_weights, &lo, &weight_bytes_));
+  embed_offset_ = static_cast<size_t>(reinterpret_cast<const char*>(host_weights.embed()) - lo);
   absl::StatusOr<void*> w = pool->Allocate(MemoryTag::kWeights, weight_bytes_, "cuda model weights");
   if (!w.ok()) return w.status();
   weights_ = *w;
@@ -171,6 +180,26 @@ absl::Status CudaTransformerModel::Init(const ModelWeights& host_weights) {
   if (!cublas.ok()) return cublas.status();
   cublas_ = std::move(*cublas);
   return cublas_.SetWorkspace(buf_.workspace, buf_.workspace_bytes);
+}
+
+absl::Status CudaTransformerModel::UploadWeights(const ModelWeights& host_weights,
+                                                 cudaStream_t stream) {
+  const char* lo = nullptr;
+  size_t bytes = 0;
+  COLO_RETURN_IF_ERROR_(PackedSpan(host_weights, &lo, &bytes));
+  const size_t embed_offset =
+      static_cast<size_t>(reinterpret_cast<const char*>(host_weights.embed()) - lo);
+  if (bytes != weight_bytes_ || embed_offset != embed_offset_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "CudaTransformerModel::UploadWeights: host weights packed as ", bytes,
+        " bytes (embedding at ", embed_offset, "), the device copy as ", weight_bytes_,
+        " bytes (embedding at ", embed_offset_, ")"));
+  }
+  COLO_RETURN_IF_ERROR_(kc::CudaStatus(
+      cudaMemcpyAsync(weights_, lo, bytes, cudaMemcpyHostToDevice, stream),
+      absl::StrCat("CudaTransformerModel: upload ", bytes, " bytes of weights")));
+  return kc::CudaStatus(cudaStreamSynchronize(stream),
+                        "CudaTransformerModel: cudaStreamSynchronize after the weight upload");
 }
 
 absl::Status CudaTransformerModel::Validate(absl::Span<const ForwardRequest> batch,

@@ -22,6 +22,8 @@
 //                         replayable after Release/Resume of both tags, with
 //                         the weights restored from backup or re-sent);
 //   ReadGreedy / Forward  copy the results back (synchronize the stream).
+// UploadWeights copies a host ModelWeights with the same packing (e.g. the
+// master copy after a weight update) over the device weights.
 //
 // Preconditions the host cannot check without reading device memory: every
 // full_to_swa entry inside a sliding window is mapped (the KV cache
@@ -79,6 +81,12 @@ class CudaTransformerModel {
   const ModelConfig& config() const { return config_; }
   // Bytes of weights on the device (what one decode step reads).
   size_t weight_bytes() const { return weight_bytes_; }
+
+  // Copies `host_weights` (same config and packing as at Create: the same
+  // ModelWeights after an update) to the device weights, in order on
+  // `stream`, and synchronizes it. FAILED_PRECONDITION when the packing
+  // differs; CUDA errors name the call. The `weights` tag must be resident.
+  absl::Status UploadWeights(const ModelWeights& host_weights, cudaStream_t stream);
 
   absl::StatusOr<ForwardResult> Forward(absl::Span<const ForwardRequest> batch,
                                         const KvCacheView& kv,
@@ -142,6 +150,7 @@ class CudaTransformerModel {
   std::vector<double> inv_freq_;
   void* weights_ = nullptr;   // weights tag allocation
   size_t weight_bytes_ = 0;
+  size_t embed_offset_ = 0;   // of the embedding in the packed weights
   void* graph_mem_ = nullptr;  // cuda_graph tag allocation
   std::vector<DeviceLayer> layers_;
   const float* embed_ = nullptr;

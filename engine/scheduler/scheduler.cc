@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
+#include "engine/model/cpu_model_runner.h"
 #include "proto/base/logging.h"
 #include "proto/base/status_macros.h"
 
@@ -67,13 +68,24 @@ std::string TagList(const std::vector<MemoryTag>& tags) {
 
 }  // namespace
 
+Scheduler::Scheduler(const SchedulerOptions& options, ModelRunner* model,
+                     kvcache::KvCacheManager* kv, TaggedPool* pool, CachingAllocator* allocator)
+    : Scheduler(options, nullptr, model, kv, pool, allocator) {}
+
 Scheduler::Scheduler(const SchedulerOptions& options, TransformerModel* model,
                      kvcache::KvCacheManager* kv, TaggedPool* pool, CachingAllocator* allocator)
+    : Scheduler(options, std::make_unique<CpuModelRunner>(model), nullptr, kv, pool, allocator) {}
+
+Scheduler::Scheduler(const SchedulerOptions& options, std::unique_ptr<ModelRunner> owned,
+                     ModelRunner* model, kvcache::KvCacheManager* kv, TaggedPool* pool,
+                     CachingAllocator* allocator)
     : options_(options),
-      model_(model),
+      owned_model_(std::move(owned)),
+      model_(model != nullptr ? model : owned_model_.get()),
       kv_(kv),
       pool_(pool),
       allocator_(allocator),
+      host_tables_(model_->device_kind() == "cpu"),
       weight_version_(options.initial_weight_version) {
   seed_state_ = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
   for (int32_t l = 0; l < model_->config().num_layers; ++l) view_.layers.push_back(kv_->GetLayerKv(l));
@@ -336,19 +348,18 @@ void Scheduler::Step() {
   RemoveFinished();
   if (batch.empty()) return;
   busy_since_audit_ = true;
-  const int32_t row_stride = RowCapacity();
   std::vector<ForwardRequest> forward(batch.size());
+  std::vector<std::vector<int32_t>> slot_copies(host_tables_ ? 0 : batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     Request* r = batch[i];
     ForwardRequest& f = forward[i];
     f.cached_len = r->committed;
     f.new_tokens = absl::MakeConstSpan(r->tokens.data() + r->committed, counts[i]);
-    f.slots = absl::MakeConstSpan(kv_->req_to_token() + static_cast<int64_t>(r->row) * row_stride,
-                                  static_cast<size_t>(r->committed + counts[i]));
+    f.slots = SlotsOf(*r, r->committed + counts[i], &slot_copies[i]);
     f.sampling = r->spec.sampling;
     f.sample_step = static_cast<uint64_t>(std::max(0, r->outputs()));
   }
-  absl::StatusOr<ForwardResult> result = model_->Forward(forward, view_);
+  absl::StatusOr<ForwardResult> result = model_->Forward(forward, view_, ForwardOptions());
   ++steps_total_;
   new_token_ratio_ = std::max(kMinNewTokenRatio, new_token_ratio_ - kNewTokenRatioDecay);
   if (!result.ok()) {
@@ -391,6 +402,23 @@ void Scheduler::Step() {
     }
   }
   RemoveFinished();
+}
+
+absl::Span<const int32_t> Scheduler::SlotsOf(const Request& r, int32_t n,
+                                             std::vector<int32_t>* storage) {
+  if (host_tables_) {
+    return absl::MakeConstSpan(
+        kv_->req_to_token() + static_cast<int64_t>(r.row) * RowCapacity(), static_cast<size_t>(n));
+  }
+  // Device tables: the same entries, from the sequence's pages (what
+  // KvCacheManager writes into the table: page * P + offset).
+  const kvcache::KvSeq* seq = kv_->FindRequest(r.kv_id);
+  COLO_CHECK(seq != nullptr && seq->allocated_len >= n)
+      << "PlanBatch only batches requests whose KV is allocated";
+  const int32_t p = kv_->options().page_size;
+  storage->resize(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n; ++i) (*storage)[i] = seq->full_pages[i / p] * p + i % p;
+  return absl::MakeConstSpan(*storage);
 }
 
 void Scheduler::FinishRequest(Request* r, FinishReason reason) {
@@ -852,6 +880,15 @@ absl::Status Scheduler::CommitWeights(const std::function<absl::Status()>& apply
                             "ResumeTags(weights) first");
                       }
                       RETURN_IF_ERROR(apply());
+                      if (absl::Status s = model_->WeightsCommitted(); !s.ok()) {
+                        // The device copy may be partly written: no step
+                        // runs until an update succeeds.
+                        state_.needs_weights = true;
+                        return absl::Status(
+                            s.code(), absl::StrCat("weights committed on the host but not on the ",
+                                                   model_->device_kind(), " (the engine needs a "
+                                                   "new weight update): ", s.message()));
+                      }
                       state_.needs_weights = false;
                       weight_version_ = weight_version;
                       if (flush_cache && TagResident(MemoryTag::kKvCache)) {

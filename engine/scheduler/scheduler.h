@@ -50,6 +50,7 @@
 #include "engine/memory/memory_tag.h"
 #include "engine/memory/tagged_pool.h"
 #include "engine/model/forward.h"
+#include "engine/model/model_runner.h"
 #include "engine/scheduler/engine_state.h"
 #include "engine/scheduler/pause_mode.h"
 #include "engine/scheduler/request_stream.h"
@@ -143,7 +144,13 @@ struct SchedulerSnapshot {
 
 class Scheduler {
  public:
-  // None of the pointers is owned; all must outlive the scheduler.
+  // None of the pointers is owned; all must outlive the scheduler. `model`
+  // runs the forward pass on the device of `pool` (the KV cache's memory,
+  // released and resumed by tag); `allocator` is that device's caching
+  // allocator (emptied on Continue).
+  Scheduler(const SchedulerOptions& options, ModelRunner* model, kvcache::KvCacheManager* kv,
+            TaggedPool* pool, CachingAllocator* allocator);
+  // The CPU model, through an owned CpuModelRunner.
   Scheduler(const SchedulerOptions& options, TransformerModel* model,
             kvcache::KvCacheManager* kv, TaggedPool* pool, CachingAllocator* allocator);
   ~Scheduler();
@@ -182,7 +189,9 @@ class Scheduler {
   absl::StatusOr<int64_t> CloseSession(const std::string& id);
 
   // Runs `apply` on the scheduler thread between steps (no forward pass is
-  // running). On success the weights are marked valid, `weight_version`
+  // running), then ModelRunner::WeightsCommitted() (a device runner uploads
+  // the host weights there; if that fails the engine needs weights again
+  // and the error is returned). On success the weights are marked valid, `weight_version`
   // becomes current, and with `flush_cache` cached prefixes computed with
   // the old weights are dropped (all of them when idle; the unlocked ones
   // when requests are running). FAILED_PRECONDITION while `weights` is
@@ -211,6 +220,11 @@ class Scheduler {
   struct Request;
   struct SessionState;
   using Command = std::function<void(bool cancelled)>;
+
+  // `model` if not null, else `owned`.
+  Scheduler(const SchedulerOptions& options, std::unique_ptr<ModelRunner> owned,
+            ModelRunner* model, kvcache::KvCacheManager* kv, TaggedPool* pool,
+            CachingAllocator* allocator);
 
   // Enqueues `fn` and waits for its result.
   template <typename T>
@@ -246,12 +260,21 @@ class Scheduler {
   absl::StatusOr<TagTransition> DoRelease(const std::vector<MemoryTag>& tags);
   absl::StatusOr<TagTransition> DoResume(const std::vector<MemoryTag>& tags);
 
+  // Slots of `r`'s positions [0, n) for ForwardRequest::slots: the KV
+  // cache's request table itself when it lives in host memory, else a host
+  // copy computed from the sequence's pages (into `storage`).
+  absl::Span<const int32_t> SlotsOf(const Request& r, int32_t n, std::vector<int32_t>* storage);
+
   const SchedulerOptions options_;
-  TransformerModel* const model_;
+  std::unique_ptr<ModelRunner> owned_model_;  // the CPU constructor's adapter
+  ModelRunner* const model_;
   kvcache::KvCacheManager* const kv_;
   TaggedPool* const pool_;
   CachingAllocator* const allocator_;
   KvCacheView view_;
+  // The KV tables are host memory (a CPU runner's view): slots read them in
+  // place; other runners get host copies (SlotsOf).
+  const bool host_tables_;
 
   // Command queue, guarded by mu_.
   mutable absl::Mutex mu_;

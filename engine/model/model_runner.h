@@ -1,0 +1,54 @@
+// ModelRunner: what the scheduler needs from a model, whatever device runs
+// its forward pass. Implemented by CpuModelRunner (over the CPU
+// TransformerModel) and, under --config=cuda, by CudaModelRunner (over
+// CudaTransformerModel on a stream).
+//
+// Contract of Forward: as TransformerModel::Forward (engine/model/forward.h).
+// `kv` points at the memory of the runner's device (host memory for the CPU
+// runner, device memory for the CUDA runner); ForwardRequest::slots and
+// new_tokens are always host memory.
+//
+// Weights: the host ModelWeights is the master copy that weight updates
+// write into (Scheduler::CommitWeights). After a commit wrote it, the
+// scheduler calls WeightsCommitted() before any further forward step, so a
+// runner with its own device copy makes that copy equal to the host's there
+// (inside the commit: no step ever sees a mix).
+//
+// Thread-compatible: confined to the scheduler thread once the scheduler
+// started (one call at a time).
+#ifndef COLO_ENGINE_MODEL_MODEL_RUNNER_H_
+#define COLO_ENGINE_MODEL_MODEL_RUNNER_H_
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "engine/model/forward.h"
+#include "engine/model/model_config.h"
+
+namespace colo {
+namespace engine {
+
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  // "cpu" or "cuda": where Forward runs (and where `kv` must live).
+  virtual absl::string_view device_kind() const = 0;
+
+  virtual absl::StatusOr<ForwardResult> Forward(absl::Span<const ForwardRequest> batch,
+                                                const KvCacheView& kv,
+                                                const ForwardOptions& options) = 0;
+
+  // The host master weights changed (a committed update). A runner whose
+  // forward reads the host weights has nothing to do; a device runner
+  // uploads them. On error the device copy may be partly written: the
+  // caller must not run a step before a later call succeeds.
+  virtual absl::Status WeightsCommitted() = 0;
+};
+
+}  // namespace engine
+}  // namespace colo
+
+#endif  // COLO_ENGINE_MODEL_MODEL_RUNNER_H_

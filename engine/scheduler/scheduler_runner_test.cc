@@ -1,0 +1,205 @@
+// The Scheduler over a ModelRunner that is not the CPU one, on the CPU
+// backend: a runner reporting another device gets host copies of the slots
+// (computed from the sequences' pages, as for a GPU whose request table is
+// device memory) that equal the request table, greedy outputs equal the CPU
+// runner's, and weight commits call WeightsCommitted (a failure there leaves
+// the engine needing weights).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/device/cpu_backend.h"
+#include "engine/model/cpu_model_runner.h"
+#include "engine/model/model_runner.h"
+#include "engine/model/tiny_model.h"
+#include "engine/scheduler/scheduler.h"
+#include "gtest/gtest.h"
+#include "tests/util/status_matchers.h"
+
+namespace colo::engine {
+namespace {
+
+constexpr int kVocab = 64;
+constexpr int kPageSize = 4;
+constexpr int kRowLength = 128;
+
+// Runs the CPU model but claims another device, and checks the slots it is
+// handed against the (host) request table.
+class OtherDeviceRunner : public ModelRunner {
+ public:
+  OtherDeviceRunner(TransformerModel* model, const kvcache::KvCacheManager* kv)
+      : model_(model), kv_(kv) {}
+  const ModelConfig& config() const override { return model_->config(); }
+  absl::string_view device_kind() const override { return "other"; }
+  absl::StatusOr<ForwardResult> Forward(absl::Span<const ForwardRequest> batch,
+                                        const KvCacheView& kv,
+                                        const ForwardOptions& options) override {
+    const int32_t* table = kv_->req_to_token();
+    const int32_t* table_end = table + int64_t{kv_->options().max_requests + 1} * kRowLength;
+    for (const ForwardRequest& r : batch) {
+      const int64_t n = r.cached_len + static_cast<int64_t>(r.new_tokens.size());
+      EXPECT_GE(static_cast<int64_t>(r.slots.size()), n);
+      EXPECT_FALSE(r.slots.data() >= table && r.slots.data() < table_end)
+          << "a non-CPU runner must get host copies, not the device table";
+      // Find the row holding these slots (the table is host memory here).
+      bool found = false;
+      for (int32_t row = 1; row <= kv_->options().max_requests && !found; ++row) {
+        found = std::equal(r.slots.begin(), r.slots.begin() + n, table + int64_t{row} * kRowLength);
+      }
+      EXPECT_TRUE(found) << "slots of a request (" << n << " positions) match no table row";
+      ++requests_checked_;
+    }
+    return model_->Forward(batch, kv, options);
+  }
+  absl::Status WeightsCommitted() override {
+    ++commits_;
+    return commit_error_;
+  }
+
+  int requests_checked_ = 0;
+  int commits_ = 0;
+  absl::Status commit_error_;
+
+ private:
+  TransformerModel* const model_;
+  const kvcache::KvCacheManager* const kv_;
+};
+
+class SchedulerRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TinyModelOptions m;
+    m.hidden = 32;
+    m.vocab = kVocab;
+    m.max_position = 512;
+    m.seed = 4;
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    const std::string dir = std::string(tmp ? tmp : "/tmp") + "/runner_model";
+    ASSERT_OK(WriteTinyModel(m, dir));
+    backend_ = std::move(CpuBackend::Create({})).value();
+    TaggedPool::Options po;
+    po.backend = backend_.get();
+    pool_ = std::move(TaggedPool::Create(po)).value();
+    CachingAllocator::Options ao;
+    ao.backend = backend_.get();
+    allocator_ = std::move(CachingAllocator::Create(ao)).value();
+    threads_ = std::make_unique<kernels::ThreadPool>(1);
+    TransformerModel::Options mo;
+    mo.model_dir = dir;
+    mo.weights_pool = pool_.get();
+    mo.allocator = allocator_.get();
+    mo.threads = threads_.get();
+    model_ = std::move(TransformerModel::Load(mo)).value();
+  }
+
+  std::unique_ptr<kvcache::KvCacheManager> MakeKv() {
+    kvcache::KvCacheManager::Options ko;
+    ko.page_size = kPageSize;
+    ko.num_layers = model_->config().num_layers;
+    ko.layer_is_sliding.assign(ko.num_layers, false);
+    ko.kv_heads = model_->config().num_kv_heads;
+    ko.head_dim = model_->config().head_dim;
+    ko.full_capacity_tokens = 2048;
+    ko.max_requests = 16;
+    ko.max_context_tokens = kRowLength;
+    return std::move(kvcache::KvCacheManager::Create(ko, pool_.get())).value();
+  }
+
+  static SchedulerOptions Options() {
+    SchedulerOptions so;
+    so.max_running_requests = 8;
+    so.chunked_prefill_tokens = 8;  // several chunks per prompt
+    so.max_batch_tokens = 32;
+    return so;
+  }
+
+  static std::vector<std::vector<int32_t>> Run(Scheduler& s) {
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (int i = 0; i < 6; ++i) {
+      GenerateSpec spec;
+      // Prompts 0..2 and 3..5 share a prefix (radix cache pages in the rows).
+      for (int t = 0; t < 10 + 3 * (i % 3); ++t) spec.input_ids.push_back((t * 7 + i / 3) % kVocab);
+      spec.max_new_tokens = 12;
+      spec.ignore_eos = true;
+      streams.push_back(std::move(s.Submit(spec)).value());
+    }
+    std::vector<std::vector<int32_t>> out;
+    for (auto& stream : streams) {
+      std::vector<int32_t> tokens;
+      const absl::Time deadline = absl::Now() + absl::Seconds(60);
+      while (absl::Now() < deadline) {
+        StreamChunk c = stream->Next(deadline);
+        tokens.insert(tokens.end(), c.tokens.begin(), c.tokens.end());
+        if (c.finished) {
+          EXPECT_OK(c.error);
+          break;
+        }
+      }
+      out.push_back(tokens);
+    }
+    return out;
+  }
+
+  std::unique_ptr<CpuBackend> backend_;
+  std::unique_ptr<TaggedPool> pool_;
+  std::unique_ptr<CachingAllocator> allocator_;
+  std::unique_ptr<kernels::ThreadPool> threads_;
+  std::unique_ptr<TransformerModel> model_;
+};
+
+TEST_F(SchedulerRunnerTest, NonCpuRunnerGetsHostSlotCopiesAndSameTokens) {
+  std::vector<std::vector<int32_t>> want;
+  {
+    auto kv = MakeKv();
+    CpuModelRunner cpu(model_.get());
+    Scheduler s(Options(), &cpu, kv.get(), pool_.get(), allocator_.get());
+    s.Start();
+    want = Run(s);
+    s.Stop();
+  }
+  auto kv = MakeKv();
+  OtherDeviceRunner other(model_.get(), kv.get());
+  Scheduler s(Options(), &other, kv.get(), pool_.get(), allocator_.get());
+  s.Start();
+  const std::vector<std::vector<int32_t>> got = Run(s);
+  s.Stop();
+  EXPECT_EQ(got, want);
+  for (const auto& t : want) EXPECT_EQ(t.size(), 12u);
+  EXPECT_GT(other.requests_checked_, 6 * 12);
+}
+
+TEST_F(SchedulerRunnerTest, CommitCallsWeightsCommittedAndAFailureNeedsWeights) {
+  auto kv = MakeKv();
+  OtherDeviceRunner other(model_.get(), kv.get());
+  Scheduler s(Options(), &other, kv.get(), pool_.get(), allocator_.get());
+  s.Start();
+  int applied = 0;
+  auto apply = [&applied] {
+    ++applied;
+    return absl::OkStatus();
+  };
+  ASSERT_OK(s.CommitWeights(apply, "v2", false));
+  EXPECT_EQ(applied, 1);
+  EXPECT_EQ(other.commits_, 1);
+  EXPECT_EQ(s.Snapshot().weight_version, "v2");
+
+  other.commit_error_ = absl::InternalError("upload failed");
+  EXPECT_THAT(s.CommitWeights(apply, "v3", false), StatusIs(absl::StatusCode::kInternal));
+  EXPECT_EQ(other.commits_, 2);
+  EXPECT_TRUE(s.Snapshot().state.needs_weights);
+  EXPECT_EQ(s.Snapshot().weight_version, "v2");
+  GenerateSpec spec;
+  spec.input_ids = {1, 2, 3};
+  spec.max_new_tokens = 2;
+  spec.fail_if_unavailable = true;
+  EXPECT_THAT(s.Submit(spec).status(), StatusIs(absl::StatusCode::kUnavailable));
+
+  other.commit_error_ = absl::OkStatus();
+  ASSERT_OK(s.CommitWeights(apply, "v4", false));
+  EXPECT_FALSE(s.Snapshot().state.needs_weights);
+  EXPECT_EQ(s.Snapshot().weight_version, "v4");
+  s.Stop();
+}
+
+}  // namespace
+}  // namespace colo::engine
