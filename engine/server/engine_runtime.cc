@@ -10,8 +10,14 @@
 #include "absl/strings/str_cat.h"
 #include "engine/device/device_backend_factory.h"
 #include "engine/memory/memory_tag.h"
+#include "engine/model/cpu_model_runner.h"
 #include "proto/base/logging.h"
 #include "proto/base/status_macros.h"
+
+#ifdef COLO_WITH_CUDA_FORWARD
+#include "engine/model/cuda_model_runner.h"
+#include "kernels/cuda/cuda_status.h"
+#endif
 
 namespace colo::engine {
 namespace {
@@ -44,21 +50,120 @@ EngineRuntime::~EngineRuntime() {
   // pool, backend.
 }
 
-absl::Status EngineRuntime::Init() {
-  if (options_.device == "cuda") {
-    return absl::FailedPreconditionError(
-        "--device=cuda: the CUDA forward pass is not built in this colo-engine yet (the CUDA "
-        "memory backend and kernels exist, the model runs on the CPU); use --device=cpu");
+absl::Status EngineRuntime::InitBackend() {
+  if (options_.device == "cpu") {
+    ASSIGN_OR_RETURN(backend_, CreateDeviceBackend("cpu"));
+    return absl::OkStatus();
   }
-  if (options_.device == "auto") {
-    absl::StatusOr<std::unique_ptr<DeviceBackend>> cuda = CreateDeviceBackend("cuda");
-    if (cuda.ok()) {
-      COLO_LOG(INFO) << "a GPU is present, but the forward pass runs on the CPU in this build; "
-                        "using --device=cpu";
+  absl::StatusOr<std::unique_ptr<DeviceBackend>> cuda = CreateDeviceBackend("cuda");
+#ifdef COLO_WITH_CUDA_FORWARD
+  if (cuda.ok()) {
+    if (absl::Status usable = kernels::cuda::CudaDeviceAvailable((*cuda)->device());
+        !usable.ok()) {
+      cuda = usable;
     }
   }
+  if (options_.device == "cuda") {
+    if (!cuda.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("--device=cuda: no usable GPU: ", cuda.status().message(),
+                       " (use --device=cpu or --device=auto to run on the CPU)"));
+    }
+    backend_ = *std::move(cuda);
+    return absl::OkStatus();
+  }
+  if (cuda.ok()) {
+    backend_ = *std::move(cuda);
+    COLO_LOG(INFO) << "--device=auto: a GPU is usable; the forward pass runs on CUDA device "
+                   << backend_->device();
+    return absl::OkStatus();
+  }
+  COLO_LOG(INFO) << "--device=auto: no usable GPU (" << cuda.status().message()
+                 << "); using the CPU";
+#else
+  if (options_.device == "cuda") {
+    return absl::FailedPreconditionError(
+        "--device=cuda: this colo-engine was built without CUDA; rebuild with --config=cuda "
+        "(or use --device=cpu)");
+  }
+  if (cuda.ok()) {
+    COLO_LOG(INFO) << "--device=auto: a GPU is present, but this colo-engine was built without "
+                      "CUDA (rebuild with --config=cuda to use it); using the CPU";
+  }
+#endif
   ASSIGN_OR_RETURN(backend_, CreateDeviceBackend("cpu"));
+  return absl::OkStatus();
+}
 
+absl::Status EngineRuntime::InitModel(uint64_t* device_free) {
+  const bool on_cuda = backend_->kind() == "cuda";
+  const int threads = on_cuda ? 1
+                      : options_.cpu_threads > 0
+                          ? options_.cpu_threads
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  threads_ = std::make_unique<kernels::ThreadPool>(threads);
+  TransformerModel::Options mo;
+  mo.model_dir = options_.model_dir;
+  mo.threads = threads_.get();
+  if (on_cuda) {
+    // The master weights in host memory that is never released.
+    ASSIGN_OR_RETURN(host_backend_, CreateDeviceBackend("cpu"));
+    TaggedPool::Options hpo;
+    hpo.backend = host_backend_.get();
+    ASSIGN_OR_RETURN(host_pool_, TaggedPool::Create(hpo));
+    CachingAllocator::Options hao;
+    hao.backend = host_backend_.get();
+    ASSIGN_OR_RETURN(host_allocator_, CachingAllocator::Create(hao));
+    mo.weights_pool = host_pool_.get();
+    mo.allocator = host_allocator_.get();
+  } else {
+    mo.weights_pool = pool_.get();
+    mo.allocator = allocator_.get();
+  }
+  absl::StatusOr<std::unique_ptr<TransformerModel>> model = TransformerModel::Load(mo);
+  if (!model.ok()) {
+    return absl::Status(model.status().code(),
+                        absl::StrCat("--model=", options_.model_dir, ": ", model.status().message()));
+  }
+  model_ = *std::move(model);
+  model_->set_batch_invariant(options_.batch_invariant);
+  if (!on_cuda) {
+    runner_ = std::make_unique<CpuModelRunner>(model_.get());
+    if (options_.mem_fraction > 0) {
+      ASSIGN_OR_RETURN(DeviceMemoryInfo mem, backend_->MemoryInfo());
+      *device_free = mem.free_bytes;
+    }
+    return absl::OkStatus();
+  }
+#ifdef COLO_WITH_CUDA_FORWARD
+  ASSIGN_OR_RETURN(DeviceMemoryInfo mem, backend_->MemoryInfo());
+  *device_free = mem.free_bytes;
+  const ModelConfig& c = model_->config();
+  const int64_t context =
+      options_.context_length > 0 ? options_.context_length : c.max_position_embeddings;
+  CudaModelRunner::Options ro;
+  ro.host_weights = &model_->weights();
+  ro.device_pool = pool_.get();
+  // A step holds at most max_running_requests requests; prefill chunks stay
+  // within max_batch_tokens but decode tokens (one per request) always run.
+  ro.max_requests = options_.max_running_requests;
+  ro.max_tokens = std::max<int64_t>(options_.max_batch_tokens, options_.max_running_requests);
+  // The KV row length is at most the context rounded up to a page.
+  ro.max_context = (context + options_.page_size - 1) / options_.page_size * options_.page_size;
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner = CudaModelRunner::Create(ro);
+  if (!runner.ok()) {
+    return absl::Status(runner.status().code(),
+                        absl::StrCat("--device=cuda: ", runner.status().message()));
+  }
+  runner_ = *std::move(runner);
+  return absl::OkStatus();
+#else
+  return absl::InternalError("a CUDA backend in a build without CUDA");
+#endif
+}
+
+absl::Status EngineRuntime::Init() {
+  RETURN_IF_ERROR(InitBackend());
   TaggedPool::Options po;
   po.backend = backend_.get();
   if (options_.weights_host_backup) {
@@ -75,34 +180,19 @@ absl::Status EngineRuntime::Init() {
   ao.backend = backend_.get();
   ASSIGN_OR_RETURN(allocator_, CachingAllocator::Create(ao));
 
-  const int threads = options_.cpu_threads > 0
-                          ? options_.cpu_threads
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  threads_ = std::make_unique<kernels::ThreadPool>(threads);
-  TransformerModel::Options mo;
-  mo.model_dir = options_.model_dir;
-  mo.weights_pool = pool_.get();
-  mo.allocator = allocator_.get();
-  mo.threads = threads_.get();
-  absl::StatusOr<std::unique_ptr<TransformerModel>> model = TransformerModel::Load(mo);
-  if (!model.ok()) {
-    return absl::Status(model.status().code(),
-                        absl::StrCat("--model=", options_.model_dir, ": ", model.status().message()));
-  }
-  model_ = *std::move(model);
-  model_->set_batch_invariant(options_.batch_invariant);
+  uint64_t device_free = 0;
+  RETURN_IF_ERROR(InitModel(&device_free));
   const ModelConfig& c = model_->config();
   eos_token_id_ = ReadEosTokenId(options_.model_dir);
 
   // KV sizing.
   int64_t kv_bytes = options_.kv_cache_bytes;
   if (kv_bytes == 0 && options_.mem_fraction > 0) {
-    ASSIGN_OR_RETURN(DeviceMemoryInfo mem, backend_->MemoryInfo());
-    kv_bytes = static_cast<int64_t>(options_.mem_fraction * static_cast<double>(mem.free_bytes)) -
+    kv_bytes = static_cast<int64_t>(options_.mem_fraction * static_cast<double>(device_free)) -
                static_cast<int64_t>(model_->weights().allocated_bytes());
     if (kv_bytes <= 0) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "--mem_fraction=", options_.mem_fraction, " of ", mem.free_bytes,
+          "--mem_fraction=", options_.mem_fraction, " of ", device_free,
           " free bytes leaves nothing for the KV cache after ",
           model_->weights().allocated_bytes(), " bytes of weights"));
     }
@@ -153,15 +243,15 @@ absl::Status EngineRuntime::Init() {
   so.initial_weight_version = options_.weight_version;
   so.eos_token_id = eos_token_id_;
   so.max_context_tokens = max_context_tokens_;
-  scheduler_ = std::make_unique<Scheduler>(so, model_.get(), kv_.get(), pool_.get(),
+  scheduler_ = std::make_unique<Scheduler>(so, runner_.get(), kv_.get(), pool_.get(),
                                            allocator_.get());
   scheduler_->Start();
   COLO_LOG(INFO) << "engine ready: " << c.model_type << ", " << c.num_layers << " layers ("
                  << sliding_layers << " sliding, window " << c.sliding_window << "), "
                  << model_->weights().allocated_bytes() << " weight bytes; KV "
                  << kv_->DeviceBytes() << " bytes, " << full_tokens << " tokens (page "
-                 << options_.page_size << "), context " << max_context_tokens_ << ", "
-                 << threads << " threads";
+                 << options_.page_size << "), context " << max_context_tokens_ << ", forward on "
+                 << runner_->device_kind() << " (" << threads_->num_threads() << " CPU threads)";
   return absl::OkStatus();
 }
 

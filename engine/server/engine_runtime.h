@@ -10,9 +10,20 @@
 // sliding-window layers the bytes are split so that the SWA pool holds
 // swa_full_tokens_ratio times the full pool's tokens.
 //
-// Device: the forward pass runs on the CPU backend. `--device=cuda` is
-// refused (FAILED_PRECONDITION) until a CUDA forward pass exists; `auto`
-// picks the CPU and says so when a GPU is present.
+// Device (--device):
+//   cpu   the CPU backend; the model's weights live in the pool's `weights`
+//         tag and the CPU forward reads them in place.
+//   cuda  (builds with --config=cuda only; otherwise FAILED_PRECONDITION
+//         "built without CUDA") the CUDA backend: the tagged pool, the KV
+//         cache and the caching allocator are device memory, the forward
+//         runs on the GPU (CudaModelRunner). The host ModelWeights (in a
+//         separate host pool that is never released) stays the master copy:
+//         weight updates stage in host memory (staging_allocator()), write
+//         it in Scheduler::CommitWeights and the runner re-uploads it to the
+//         device's `weights` tag inside the same commit. UNAVAILABLE when no
+//         GPU is usable.
+//   auto  cuda when this build has CUDA and a GPU is usable, else cpu (and
+//         says why in the log).
 #ifndef COLO_ENGINE_SERVER_ENGINE_RUNTIME_H_
 #define COLO_ENGINE_SERVER_ENGINE_RUNTIME_H_
 
@@ -25,6 +36,7 @@
 #include "engine/memory/memory_info.h"
 #include "engine/memory/tagged_pool.h"
 #include "engine/model/forward.h"
+#include "engine/model/model_runner.h"
 #include "engine/scheduler/scheduler.h"
 #include "engine/server/engine_options.h"
 #include "kernels/cpu/thread_pool.h"
@@ -43,11 +55,19 @@ class EngineRuntime {
   const EngineOptions& options() const { return options_; }
   const ModelConfig& config() const { return model_->config(); }
   Scheduler& scheduler() { return *scheduler_; }
+  // The device's tagged pool (weights / kv_cache / cuda_graph), caching
+  // allocator and backend: what ReleaseTags/ResumeTags and GetMemoryInfo see.
   TaggedPool& pool() { return *pool_; }
   CachingAllocator& allocator() { return *allocator_; }
   DeviceBackend& backend() { return *backend_; }
-  // Weight bytes may be read by any thread but written only inside
-  // Scheduler::CommitWeights.
+  // Host-addressable allocator for weight-update shadows and staging: the
+  // device allocator on the CPU, a host allocator with --device=cuda.
+  CachingAllocator& staging_allocator() {
+    return host_allocator_ != nullptr ? *host_allocator_ : *allocator_;
+  }
+  ModelRunner& runner() { return *runner_; }
+  // The host master weights. May be read by any thread but written only
+  // inside Scheduler::CommitWeights (which then updates the device copy).
   ModelWeights& weights() { return model_->weights(); }
   int32_t max_context_tokens() const { return max_context_tokens_; }
   int32_t eos_token_id() const { return eos_token_id_; }
@@ -58,13 +78,26 @@ class EngineRuntime {
  private:
   explicit EngineRuntime(const EngineOptions& options) : options_(options) {}
   absl::Status Init();
+  // Sets backend_ from --device (see the file comment).
+  absl::Status InitBackend();
+  // Loads the host model; on CUDA also the host pool/allocator and the
+  // device runner. `device_free` receives the device's free bytes before
+  // the model took any of it (for --mem_fraction).
+  absl::Status InitModel(uint64_t* device_free);
 
+  // Destroyed in reverse order: scheduler, KV, runner, model, host and
+  // device memory, backends.
   const EngineOptions options_;
   std::unique_ptr<DeviceBackend> backend_;
   std::unique_ptr<TaggedPool> pool_;
   std::unique_ptr<CachingAllocator> allocator_;
+  // --device=cuda only: host memory for the master weights and staging.
+  std::unique_ptr<DeviceBackend> host_backend_;
+  std::unique_ptr<TaggedPool> host_pool_;
+  std::unique_ptr<CachingAllocator> host_allocator_;
   std::unique_ptr<kernels::ThreadPool> threads_;
   std::unique_ptr<TransformerModel> model_;
+  std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<kvcache::KvCacheManager> kv_;
   std::unique_ptr<Scheduler> scheduler_;
   int32_t max_context_tokens_ = 0;

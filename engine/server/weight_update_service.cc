@@ -20,7 +20,9 @@ class UpdateInFlight {
     // weights) the shadow and staging buffers' segments go back to the
     // device now, so resuming kv_cache next does not stack KV on top of them
     // (two-stage resume). With kv_cache resident (in-place update) they stay
-    // cached until ContinueGeneration{torch_empty_cache}.
+    // cached until ContinueGeneration{torch_empty_cache}. (With
+    // --device=cuda the staging is host memory: emptying returns it to the
+    // host.)
     if (pool_->IsReleased(MemoryTag::kKvCache)) {
       const uint64_t returned = allocator_->EmptyCache();
       COLO_LOG(INFO) << "weight update done: returned " << returned
@@ -49,7 +51,9 @@ weight_sync::EngineUpdateEnv WeightUpdateService::Env(
     std::function<std::pair<std::string, bool>()> version_and_flush) {
   weight_sync::EngineUpdateEnv env;
   env.weights = &runtime_->weights();
-  env.allocator = &runtime_->allocator();
+  // Shadows and staging must be host memory (the host master weights are
+  // written from them): on CUDA this is not the device allocator.
+  env.allocator = &runtime_->staging_allocator();
   EngineRuntime* runtime = runtime_;
   env.run_commit = [runtime, version_and_flush](const std::function<absl::Status()>& commit) {
     const auto [version, flush] = version_and_flush();
@@ -78,7 +82,8 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromD
       !s.ok()) {
     return s;
   }
-  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->allocator(), &runtime_->pool());
+  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->staging_allocator(),
+                           &runtime_->pool());
   const std::string version = request.weight_version();
   const bool flush = request.flush_cache();
   return weight_sync::UpdateFromDistributed(registry_, request,
@@ -91,7 +96,8 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromT
       !s.ok()) {
     return s;
   }
-  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->allocator(), &runtime_->pool());
+  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->staging_allocator(),
+                           &runtime_->pool());
   // The version and flush flag arrive with the commit message, after the
   // data: the commit runner reads them from this slot.
   auto commit = std::make_shared<colo::v1::WeightCommit>();
@@ -107,7 +113,8 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromD
       !s.ok()) {
     return s;
   }
-  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->allocator(), &runtime_->pool());
+  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->staging_allocator(),
+                           &runtime_->pool());
   const std::string version = request.weight_version();
   const bool flush = request.flush_cache();
   return weight_sync::UpdateFromDisk(request,
