@@ -144,6 +144,7 @@ bool HasAvx2() {
 
 constexpr int kTileRows = 4;
 constexpr int kTileCols = 4;
+constexpr int kAvx512Rows = 6;  // 6 x 4 accumulators + 4 w + 1 x = 29 zmm
 constexpr int64_t kRowBlock = 64;  // rows of x kept hot while sweeping w
 
 template <int R>
@@ -191,9 +192,16 @@ COLO_AVX512 void LinearRangeAvx512(const float* x, int64_t m, int64_t k,
     for (int64_t cb = n0; cb < n1; cb += kColBlock) {
       int64_t ce = std::min(n1, cb + kColBlock);
       int64_t r = rb;
-      for (; r + kTileRows <= re; r += kTileRows)
-        RowsAvx512<kTileRows>(x + r * k, k, w, cb, ce, y + r * n, n);
-      for (; r < re; ++r) RowsAvx512<1>(x + r * k, k, w, cb, ce, y + r * n, n);
+      for (; r + kAvx512Rows <= re; r += kAvx512Rows)
+        RowsAvx512<kAvx512Rows>(x + r * k, k, w, cb, ce, y + r * n, n);
+      switch (re - r) {
+        case 5: RowsAvx512<5>(x + r * k, k, w, cb, ce, y + r * n, n); break;
+        case 4: RowsAvx512<4>(x + r * k, k, w, cb, ce, y + r * n, n); break;
+        case 3: RowsAvx512<3>(x + r * k, k, w, cb, ce, y + r * n, n); break;
+        case 2: RowsAvx512<2>(x + r * k, k, w, cb, ce, y + r * n, n); break;
+        case 1: RowsAvx512<1>(x + r * k, k, w, cb, ce, y + r * n, n); break;
+        default: break;
+      }
     }
   }
 }
