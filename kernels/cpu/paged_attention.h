@@ -14,8 +14,13 @@
 // head h / (num_heads / num_kv_heads). out: [num_queries][num_heads][head_dim].
 //
 // Each (query, head) output is computed independently with a fixed operation
-// order (scores, max, exp-sum in float, weighted V sum in key order), so the
-// result does not depend on batching or threading.
+// order (scores, max, exp-sum in float, weighted V sum), so the result does
+// not depend on batching or threading: it is a function of the query, the
+// attended keys/values and the position only. On CPUs with AVX-512 and
+// head_dim in {16, 32, 64, 128} (AttentionUsesAvx512) the scores of 16 keys
+// are reduced together and the V sum uses two accumulators (even and odd
+// keys); elsewhere a portable path runs. The two agree within float
+// rounding, not bit for bit, so one machine always uses the same path.
 //
 // Preconditions (callers validate): every slot read is in [0, num_slots);
 // num_heads % num_kv_heads == 0. Thread-safe.
@@ -39,6 +44,9 @@ struct AttentionShape {
 void AttendOne(const float* q_head, int64_t position, const int32_t* key_slots,
                const float* k_pool, const float* v_pool, int kv_head,
                const AttentionShape& shape, float* scratch, float* out_head);
+
+// True when AttendOne takes the AVX-512 path for this head_dim.
+bool AttentionUsesAvx512(int head_dim);
 
 // All queries and heads of one sequence (single-threaded).
 void PagedAttention(const float* q, int64_t num_queries,

@@ -43,14 +43,17 @@ void DenseAttention(const std::vector<float>& q, int64_t nq, int64_t first,
   }
 }
 
-void RunCase(int64_t window, int64_t prefix, int64_t nq, uint32_t seed) {
+void RunCase(int64_t window, int64_t prefix, int64_t nq, uint32_t seed,
+             int head_dim = 8) {
   SCOPED_TRACE(testing::Message() << "window=" << window << " prefix=" << prefix
-                                  << " nq=" << nq << " seed=" << seed);
-  AttentionShape s{6, 2, 8, 1.0f / std::sqrt(8.0f), window};
+                                  << " nq=" << nq << " seed=" << seed
+                                  << " head_dim=" << head_dim);
+  AttentionShape s{6, 2, head_dim, 1.0f / std::sqrt(float(head_dim)), window};
+  const int64_t kv = 2 * head_dim;  // floats per slot
   const int64_t len = prefix + nq, slots = 3 * len + 5;
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(-1, 1);
-  std::vector<float> q(nq * s.num_heads * s.head_dim), k(len * 2 * 8), v(len * 2 * 8);
+  std::vector<float> q(nq * s.num_heads * s.head_dim), k(len * kv), v(len * kv);
   for (float& x : q) x = u(rng);
   for (float& x : k) x = u(rng);
   for (float& x : v) x = u(rng);
@@ -59,14 +62,14 @@ void RunCase(int64_t window, int64_t prefix, int64_t nq, uint32_t seed) {
   std::iota(all.begin(), all.end(), 0);
   std::shuffle(all.begin(), all.end(), rng);
   std::vector<int32_t> key_slots(all.begin(), all.begin() + len);
-  std::vector<float> kp(slots * 16, NAN), vp(slots * 16, NAN);
+  std::vector<float> kp(slots * kv, NAN), vp(slots * kv, NAN);
   for (int64_t j = 0; j < len; ++j) {
     if (window > 0 && j < prefix + 1 - window) {
       key_slots[j] = -1;  // fell out of the window: must never be read
       continue;
     }
-    std::copy(&k[j * 16], &k[j * 16] + 16, &kp[key_slots[j] * 16]);
-    std::copy(&v[j * 16], &v[j * 16] + 16, &vp[key_slots[j] * 16]);
+    std::copy(&k[j * kv], &k[j * kv] + kv, &kp[key_slots[j] * kv]);
+    std::copy(&v[j * kv], &v[j * kv] + kv, &vp[key_slots[j] * kv]);
   }
   std::vector<float> out(q.size()), ref;
   PagedAttention(q.data(), nq, prefix, key_slots.data(), kp.data(), vp.data(), s,
@@ -80,6 +83,20 @@ TEST(PagedAttentionTest, PrefillDecodeAndWindowsMatchDenseReference) {
     RunCase(window, 0, 7, 1);    // prefill from scratch
     RunCase(window, 9, 4, 2);    // extend over a cached prefix
     RunCase(window, 20, 1, 3);   // decode
+  }
+}
+
+// Head sizes of the vectorized path (16 * {1, 2, 4, 8}) and one that is not,
+// with contexts that are and are not multiples of its 16-key blocks.
+TEST(PagedAttentionTest, HeadSizesAndLongContextsMatchDenseReference) {
+  SCOPED_TRACE(testing::Message() << "AttentionUsesAvx512(64)="
+                                  << AttentionUsesAvx512(64));
+  for (int head_dim : {16, 24, 32, 64, 128}) {
+    for (int64_t window : {0, 5, 16, 17}) {
+      RunCase(window, 0, 37, 4, head_dim);   // prefill across 16-key blocks
+      RunCase(window, 31, 2, 5, head_dim);   // extend: 32 and 33 keys
+      RunCase(window, 47, 1, 6, head_dim);   // decode over exactly 48 keys
+    }
   }
 }
 
