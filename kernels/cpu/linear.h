@@ -4,11 +4,14 @@
 // nn.Linear layout), bias: [n] or nullptr, y: [m][n]. Buffers must not alias.
 //
 // Linear() is *batch invariant*: every output element is one dot product
-// computed with the same instruction sequence (8-lane FMA accumulation over k
-// in order, then a fixed horizontal reduction), whatever m is, how the
-// rows are tiled, and which thread runs it. A row of y therefore depends only
-// on its row of x, so a request decodes to the same tokens alone or in a
-// batch. It uses AVX2+FMA when the CPU has them, else a scalar loop.
+// computed with the same instruction sequence (16-lane FMA accumulation over
+// k in order, then a fixed horizontal reduction), whatever m is, how the
+// rows are tiled (4 x 6 register tiles), and which thread runs it. A row of y
+// therefore depends only on its row of x, so a request decodes to the same
+// tokens alone or in a batch. It uses AVX-512F when the CPU has it (and
+// $COLO_DISABLE_AVX512 is unset), else AVX2+FMA with 8 lanes (4 x 4 tiles),
+// else a scalar loop; the three agree within rounding, not bit for bit, so a
+// machine must use one path for all rows (it does: the choice is per process).
 //
 // LinearBlas() computes the same thing with OpenBLAS cblas_sgemm: faster for
 // large m, but its blocking (and so its rounding) depends on m; it is not

@@ -63,6 +63,32 @@ TEST(LinearTest, RowsAreBitIdenticalWhateverTheBatch) {
   }
 }
 
+// Every row of every batch size and thread count equals that row computed
+// alone, bit for bit, with n spanning several column blocks and tiles of
+// every remainder (rows % tile rows, columns % tile columns).
+TEST(LinearTest, RowsAreBitIdenticalAcrossBatchSizesAndThreadCounts) {
+  const int64_t k = 200, n = 211, max_m = 41;
+  auto x = Random(max_m * k, 6), w = Random(n * k, 7), b = Random(n, 8);
+  std::vector<std::vector<float>> alone(max_m, std::vector<float>(n));
+  for (int64_t r = 0; r < max_m; ++r) {
+    Linear(x.data() + r * k, 1, k, w.data(), n, b.data(), alone[r].data(), nullptr);
+  }
+  ThreadPool two(2), three(3);
+  for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &two, &three}) {
+    for (int64_t m : {2, 3, 4, 5, 6, 7, 8, 9, 13, 32, 41}) {
+      for (int64_t first : {int64_t{0}, max_m - m}) {
+        std::vector<float> y(m * n);
+        Linear(x.data() + first * k, m, k, w.data(), n, b.data(), y.data(), pool);
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t c = 0; c < n; ++c)
+            ASSERT_EQ(y[r * n + c], alone[first + r][c])
+                << "m " << m << " row " << first + r << " col " << c << " threads "
+                << (pool ? pool->num_threads() : 1);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kernels
 }  // namespace colo
