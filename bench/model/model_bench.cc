@@ -2,8 +2,12 @@
 // tokens/s, on a model directory (e.g. a ~100M-parameter colo-tiny-model).
 //   model_bench --model_dir=DIR [--batches=1,8,32] [--prompt_len=64]
 //               [--decode_steps=16] [--prefill_len=256] [--linear=colo|blas]
-// Prints one line per measurement. Compare with hf_bench.py on the same
-// model and machine.
+// Prints one line per measurement: tokens/s in wall time and, since the dev
+// machine is shared, also per second of this process's CPU time (with
+// COLO_NUM_THREADS=1 that is the single-thread rate without the waits for
+// the CPU). Compare with hf_bench.py on the same model and machine.
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -34,6 +38,13 @@ namespace {
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// User + system CPU seconds of the whole process (all threads).
+double CpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
 int Run() {
@@ -75,11 +86,12 @@ int Run() {
     r.slots = slots;
     std::vector<ForwardRequest> batch = {r};
     (void)model.Forward(batch, kv->view());  // warm up
-    double t0 = Now();
+    double t0 = Now(), c0 = CpuSeconds();
     auto res = model.Forward(batch, kv->view());
-    double dt = Now() - t0;
+    double dt = Now() - t0, dc = CpuSeconds() - c0;
     if (!res.ok()) return 1;
-    std::printf("prefill len %d: %.1f tokens/s (%.3f s)\n", n, n / dt, dt);
+    std::printf("prefill len %d: %.1f tokens/s (%.3f s; %.1f tokens per cpu-s)\n", n, n / dt,
+                dt, n / dc);
   }
   for (absl::string_view b : absl::StrSplit(absl::GetFlag(FLAGS_batches), ',')) {
     int batch_size;
@@ -97,9 +109,12 @@ int Run() {
     }
     auto res = model.Forward(batch, kv->view());  // prefill all
     if (!res.ok()) return 1;
-    double t0 = 0;
+    double t0 = 0, c0 = 0;
     for (int s = 0; s <= steps; ++s) {
-      if (s == 1) t0 = Now();  // first decode step is warm-up
+      if (s == 1) {  // first decode step is warm-up
+        t0 = Now();
+        c0 = CpuSeconds();
+      }
       for (int i = 0; i < batch_size; ++i) {
         seqs[i].push_back(res->tokens[i].token);
         batch[i].cached_len = seqs[i].size() - 1;
@@ -108,9 +123,9 @@ int Run() {
       res = model.Forward(batch, kv->view());
       if (!res.ok()) return 1;
     }
-    double dt = Now() - t0;
-    std::printf("decode batch %d: %.1f tokens/s (%.1f ms/step)\n", batch_size,
-                batch_size * steps / dt, 1000 * dt / steps);
+    double dt = Now() - t0, dc = CpuSeconds() - c0;
+    std::printf("decode batch %d: %.1f tokens/s (%.1f ms/step; %.1f tokens per cpu-s)\n",
+                batch_size, batch_size * steps / dt, 1000 * dt / steps, batch_size * steps / dc);
   }
   return 0;
 }
