@@ -152,8 +152,10 @@ absl::Status EngineRuntime::InitModel(uint64_t* device_free) {
   ro.max_context = (context + options_.page_size - 1) / options_.page_size * options_.page_size;
   absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner = CudaModelRunner::Create(ro);
   if (!runner.ok()) {
-    return absl::Status(runner.status().code(),
-                        absl::StrCat("--device=cuda: ", runner.status().message()));
+    return absl::Status(
+        runner.status().code(),
+        absl::StrCat("--device=", options_.device, " (the GPU): ", runner.status().message(),
+                     options_.device == "auto" ? "; use --device=cpu to run on the CPU" : ""));
   }
   runner_ = *std::move(runner);
   return absl::OkStatus();
