@@ -119,22 +119,28 @@ absl::StatusOr<SendReport> SendUpdate(const SendOptions& options,
         "engines' UpdateWeightsFromDistributed replies: names, dtypes, shapes)");
   }
 
-  // --- Transfers: a packer thread fills slot (k+1)%2 while slot k%2 is sent. ---
+  // --- Transfers: a packer thread fills one slot while the other is sent;
+  // direct transfers go from the tensors without waiting for it. ---
   const absl::Time t_transfer = absl::Now();
   const std::vector<Bucket>& buckets = plan->buckets;
+  std::vector<int> slot_of(transfers.size(), -1);
+  for (size_t k = 0, next = 0; k < transfers.size(); ++k) {
+    if (!direct(k)) slot_of[k] = static_cast<int>(next++ % 2);
+  }
   absl::Mutex mu;
   absl::CondVar cv;
   bool packed[2] = {false, false};
   bool stop = false;
   std::thread packer([&] {
     for (size_t k = 0; k < transfers.size(); ++k) {
-      const int s = k % 2;
+      const int s = slot_of[k];
+      if (s < 0) continue;
       {
         absl::MutexLock lock(&mu);
         while (packed[s] && !stop) cv.Wait(&mu);
         if (stop) return;
       }
-      if (!direct(k)) Pack(*plan, transfers[k], tensors, host[s].data());
+      Pack(*plan, transfers[k], tensors, host[s].data());
       absl::MutexLock lock(&mu);
       packed[s] = true;
       cv.SignalAll();
@@ -142,19 +148,19 @@ absl::StatusOr<SendReport> SendUpdate(const SendOptions& options,
   });
   absl::Status send_error;
   for (size_t k = 0; k < transfers.size() && send_error.ok(); ++k) {
-    const int s = k % 2;
+    const int s = slot_of[k];
     const Transfer& tr = transfers[k];
-    {
+    void* src = nullptr;
+    if (s >= 0) {
       absl::MutexLock lock(&mu);
       while (!packed[s]) cv.Wait(&mu);
-    }
-    void* src = host[s].data();
-    if (direct(k)) {
+      src = host[s].data();
+    } else {
       const BucketPiece& p = buckets[tr.bucket].pieces[tr.first_piece];
       src = const_cast<char*>(static_cast<const char*>(tensors[p.tensor_index].data) +
                               p.tensor_offset);
     }
-    absl::StatusOr<void*> buf = place(s, src, tr.bytes);
+    absl::StatusOr<void*> buf = place(std::max(s, 0), src, tr.bytes);
     send_error = buf.status();
     if (send_error.ok()) send_error = t->Broadcast(*buf, tr.bytes, 0);
     const bool bucket_done =
@@ -168,9 +174,11 @@ absl::StatusOr<SendReport> SendUpdate(const SendOptions& options,
                                           " (transfer ", k, "/", transfers.size(),
                                           "): ", send_error.message()));
     }
-    absl::MutexLock lock(&mu);
-    packed[s] = false;
-    cv.SignalAll();
+    if (s >= 0) {
+      absl::MutexLock lock(&mu);
+      packed[s] = false;
+      cv.SignalAll();
+    }
   }
   {
     absl::MutexLock lock(&mu);

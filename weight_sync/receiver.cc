@@ -61,9 +61,11 @@ class HostBuffer {
   size_t bytes_ = 0;
 };
 
-// Two staging slots shared by the transfer thread (producer) and the apply
-// loop (consumer).
-class SlotPipeline {
+// The transfer thread (producer) and the apply loop (consumer): transfers
+// complete in order; a transfer that lands in a staging slot holds it until
+// the apply loop has staged it. Direct transfers use no slot, so the
+// producer never waits for the consumer on them.
+class TransferPipeline {
  public:
   // Producer: waits until slot `s` is free (or Fail was called).
   bool WaitFree(int s) ABSL_LOCKS_EXCLUDED(mu_) {
@@ -71,16 +73,18 @@ class SlotPipeline {
     while (full_[s] && error_.ok()) cv_.Wait(&mu_);
     return error_.ok();
   }
-  void MarkFull(int s) ABSL_LOCKS_EXCLUDED(mu_) {
+  // Producer: transfer `k` landed (in slot `s`, or -1 for none).
+  void MarkDone(size_t k, int s) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    full_[s] = true;
+    done_ = k + 1;
+    if (s >= 0) full_[s] = true;
     cv_.SignalAll();
   }
-  // Consumer: waits until slot `s` is full; false when the producer failed.
-  bool WaitFull(int s) ABSL_LOCKS_EXCLUDED(mu_) {
+  // Consumer: waits until transfer `k` landed; false when the producer failed.
+  bool WaitDone(size_t k) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    while (!full_[s] && error_.ok()) cv_.Wait(&mu_);
-    return full_[s];
+    while (done_ <= k && error_.ok()) cv_.Wait(&mu_);
+    return done_ > k;
   }
   void MarkFree(int s) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
@@ -100,6 +104,7 @@ class SlotPipeline {
  private:
   absl::Mutex mu_;
   absl::CondVar cv_;
+  size_t done_ ABSL_GUARDED_BY(mu_) = 0;  // transfers landed
   bool full_[2] ABSL_GUARDED_BY(mu_) = {false, false};
   absl::Status error_ ABSL_GUARDED_BY(mu_);
 };
@@ -218,12 +223,17 @@ absl::StatusOr<UpdateTimings> ReceiveUpdate(const ReceiverOptions& options,
 
   // --- Transfers, double-buffered. ---
   const std::vector<Bucket>& buckets = plan->buckets;
-  SlotPipeline pipe;
+  // Transfers that go through staging alternate between the two slots.
+  std::vector<int> slot_of(transfers.size(), -1);
+  for (size_t k = 0, next = 0; k < transfers.size(); ++k) {
+    if (direct[k] == nullptr) slot_of[k] = static_cast<int>(next++ % 2);
+  }
+  TransferPipeline pipe;
   std::thread transfer([&] {
     for (size_t k = 0; k < transfers.size(); ++k) {
-      const int s = k % 2;
-      if (!pipe.WaitFree(s)) return;
-      void* dst = direct[k] != nullptr ? direct[k] : slots[s].get();
+      const int s = slot_of[k];
+      if (s >= 0 && !pipe.WaitFree(s)) return;
+      void* dst = s >= 0 ? slots[s].get() : direct[k];
       absl::Status bst = t->Broadcast(dst, transfers[k].bytes, 0);
       if (!bst.ok()) {
         pipe.Fail(absl::Status(
@@ -232,18 +242,18 @@ absl::StatusOr<UpdateTimings> ReceiveUpdate(const ReceiverOptions& options,
                                      "): ", bst.message())));
         return;
       }
-      pipe.MarkFull(s);
+      pipe.MarkDone(k, s);
     }
   });
   absl::Status apply_error;
   absl::Duration apply_time;
   for (size_t k = 0; k < transfers.size(); ++k) {
-    const int s = k % 2;
-    if (!pipe.WaitFull(s)) break;
+    if (!pipe.WaitDone(k)) break;
     const absl::Time a0 = absl::Now();
     const Transfer& tr = transfers[k];
-    const char* base = static_cast<const char*>(slots[s].get());
-    if (on_device && apply_error.ok()) {
+    const int s = slot_of[k];
+    const char* base = s >= 0 ? static_cast<const char*>(slots[s].get()) : nullptr;
+    if (s >= 0 && on_device && apply_error.ok()) {
       apply_error = options.device_backend->CopyToHost(bounce.get(), base, tr.bytes);
       base = static_cast<const char*>(bounce.get());
     }
@@ -251,13 +261,12 @@ absl::StatusOr<UpdateTimings> ReceiveUpdate(const ReceiverOptions& options,
       if (!apply_error.ok()) break;  // keep draining to stay in step
       const BucketPiece& p = buckets[tr.bucket].pieces[j];
       const std::string& name = specs[p.tensor_index].name;
-      apply_error = direct[k] != nullptr
-                        ? sink->MarkStaged(name, p.tensor_offset, p.bytes)
-                        : sink->Stage(name, p.tensor_offset,
-                                      base + (p.bucket_offset - tr.bucket_offset), p.bytes);
+      apply_error = s < 0 ? sink->MarkStaged(name, p.tensor_offset, p.bytes)
+                          : sink->Stage(name, p.tensor_offset,
+                                        base + (p.bucket_offset - tr.bucket_offset), p.bytes);
     }
     apply_time += absl::Now() - a0;
-    pipe.MarkFree(s);
+    if (s >= 0) pipe.MarkFree(s);
   }
   transfer.join();
   timings.transfer_us = MicrosSince(t_transfer);
