@@ -14,9 +14,11 @@
 //                        at a byte offset, in any order and chunking.
 //   CheckComplete()      INVALID_ARGUMENT naming every begun tensor with
 //                        bytes never staged.
-//   Commit()             make the staged tensors live. Does no I/O and no
-//                        allocation: only copies/converts staged bytes, so
-//                        the engine can run it between two forward steps.
+//   Commit()             make the staged tensors live. Does no I/O and
+//                        allocates no memory: only copies/converts staged
+//                        bytes (or exchanges their pages with the live
+//                        ones, see ModelWeightUpdateSink), so the engine can
+//                        run it between two forward steps.
 //   Abort()              drop everything staged; the live weights are
 //                        untouched. Idempotent; also done by the destructor.
 // Nothing is visible to readers of the live weights before Commit.

@@ -1,5 +1,6 @@
 #include "engine/model/weight_update_sink.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <utility>
@@ -89,11 +90,14 @@ absl::Status ModelWeightUpdateSink::Begin(const std::vector<TensorSpec>& specs) 
     shadow.spec = s;
     if (s.Bytes() > 0) {
       // A shadow that may exchange pages with its live tensor sits at the
-      // live tensor's offset within a page (one spare page allocated).
+      // live tensor's offset within `align` (align - 1 spare bytes).
       const bool exchange = page > 0 && s.dtype == TensorDtype::kF32 &&
                             s.Bytes() >= kMinExchangeBytes;
+      const size_t align = s.Bytes() >= kHugeAlignMinBytes
+                               ? std::max(page, kHugeAlignBytes)
+                               : page;
       absl::StatusOr<void*> mem =
-          options_.allocator->Allocate(s.Bytes() + (exchange ? page : 0));
+          options_.allocator->Allocate(s.Bytes() + (exchange ? align : 0));
       if (!mem.ok()) {
         for (const std::string& name : added) {
           options_.allocator->Free(shadows_[name].block).IgnoreError();
@@ -111,7 +115,7 @@ absl::Status ModelWeightUpdateSink::Begin(const std::vector<TensorSpec>& specs) 
             reinterpret_cast<uintptr_t>(options_.weights->Find(s.name)->data);
         const uintptr_t block = reinterpret_cast<uintptr_t>(*mem);
         shadow.data = reinterpret_cast<void*>(
-            block + ((live % page) + page - (block % page)) % page);
+            block + ((live % align) + align - (block % align)) % align);
       }
     }
     shadows_.emplace(s.name, std::move(shadow));

@@ -84,6 +84,12 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
 
   // Smallest float32 tensor whose pages Commit tries to exchange.
   static constexpr size_t kMinExchangeBytes = size_t{256} << 10;
+  // Float32 shadows of at least kHugeAlignMinBytes sit at the live tensor's
+  // offset within 2 MiB (not just within a page), so the kernel moves whole
+  // page-table pages and transparent huge pages of the live weights survive
+  // the exchange; costs at most 2 MiB of extra staging per such tensor.
+  static constexpr size_t kHugeAlignMinBytes = size_t{32} << 20;
+  static constexpr size_t kHugeAlignBytes = size_t{2} << 20;
 
  private:
   struct Shadow {

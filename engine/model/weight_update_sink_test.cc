@@ -217,6 +217,32 @@ TEST(ModelWeightUpdateSinkTest, CommitExchangesPagesAtFixedAddresses) {
   }
 }
 
+TEST(ModelWeightUpdateSinkTest, LargeShadowsShareTheLiveOffsetWithin2MiB) {
+  ModelTestEnv env;
+  TinyModelOptions o;
+  o.layers = 1;
+  o.hidden = 1024;
+  o.vocab = 8200;  // embed, lm_head: 32.03 MiB (>= kHugeAlignMinBytes); q: 4 MiB
+  std::unique_ptr<ModelWeights> weights =
+      ModelWeights::Allocate(TinyModelConfig(o).value(), env.pool.get()).value();
+  auto sink = ModelWeightUpdateSink::Create({weights.get(), env.allocator.get()}).value();
+  const size_t huge = ModelWeightUpdateSink::kHugeAlignBytes;
+  const size_t page = env.backend->exchange_page_bytes();
+  auto offset = [](const void* p, size_t m) { return reinterpret_cast<uintptr_t>(p) % m; };
+  // lm_head comes last in the pack: not at a 2 MiB boundary.
+  const WeightInfo head = weights->Find("lm_head.weight").value();
+  const WeightInfo q = weights->Find("model.layers.0.self_attn.q_proj.weight").value();
+  ASSERT_NE(offset(head.data, huge), 0u);
+  ASSERT_GE(head.NumElements() * 4, ModelWeightUpdateSink::kHugeAlignMinBytes);
+  ASSERT_LT(q.NumElements() * 4, ModelWeightUpdateSink::kHugeAlignMinBytes);
+  ASSERT_OK(sink->Begin({SpecOf(head, TensorDtype::kF32), SpecOf(q, TensorDtype::kF32)}));
+  EXPECT_EQ(offset(sink->StagingArea(head.name, 0, head.NumElements() * 4), huge),
+            offset(head.data, huge));
+  EXPECT_EQ(offset(sink->StagingArea(q.name, 0, q.NumElements() * 4), page),
+            offset(q.data, page));
+  sink->Abort();
+}
+
 TEST(ModelWeightUpdateSinkTest, FailedExchangeFallsBackToCopy) {
   ModelTestEnv env;
   std::unique_ptr<ModelWeights> weights = BigWeights(&env);
