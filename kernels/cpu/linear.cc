@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "kernels/cpu/simd_reduce.h"
+
 namespace colo {
 namespace kernels {
 namespace {
@@ -106,15 +108,12 @@ COLO_AVX512 void TileAvx512(const float* x, int64_t ldx, const float* w,
       for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
     }
   }
-  #pragma GCC unroll 16
+  // Per element the fixed tree of simd_reduce.h. (Reducing 16 accumulators
+  // at once with ReduceSixteen gives the same sums but measured no faster.)
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
-    #pragma GCC unroll 16
-    for (int c = 0; c < C; ++c) {
-      alignas(64) float lanes[16];
-      _mm512_store_ps(lanes, acc[r][c]);
-      out[r * C + c] = HorizontalSum(
-          _mm256_add_ps(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8)));
-    }
+#pragma GCC unroll 16
+    for (int c = 0; c < C; ++c) out[r * C + c] = ReduceOne(acc[r][c]);
 }
 
 float DotScalar(const float* a, const float* b, int64_t k) {

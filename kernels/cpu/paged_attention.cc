@@ -8,15 +8,16 @@
 #include <vector>
 
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/simd_reduce.h"
 
 namespace colo {
 namespace kernels {
 
 namespace {
 
-// GCC 12 reports the _mm512_undefined_* inside some AVX-512 intrinsics
-// (shuffle_f32x4, permutexvar, reduce_max) as maybe-uninitialized.
+// AVX-512 intrinsics built on _mm512_undefined_* trip these (simd_reduce.h).
 #pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #define COLO_AVX512 __attribute__((target("avx512f,avx2,fma")))
@@ -27,37 +28,6 @@ bool HasAvx512() {
                           __builtin_cpu_supports("fma") &&
                           std::getenv("COLO_DISABLE_AVX512") == nullptr;
   return has;
-}
-
-// Sums the 16 lanes of each of v[0..15] with one fixed tree per vector
-// (lanes i + 8, then i + 4, i + 2, i + 1); result lane j is the sum of v[j].
-COLO_AVX512 inline __m512 ReduceSixteen(const __m512* v) {
-  __m512 u[8], w[4], z[2];
-#pragma GCC unroll 8
-  for (int p = 0; p < 8; ++p) {
-    const __m512 a = v[2 * p], b = v[2 * p + 1];
-    u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
-  }
-#pragma GCC unroll 4
-  for (int p = 0; p < 4; ++p) {
-    const __m512 a = u[2 * p], b = u[2 * p + 1];
-    w[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
-  }
-#pragma GCC unroll 2
-  for (int p = 0; p < 2; ++p) {
-    const __m512 a = w[2 * p], b = w[2 * p + 1];
-    z[p] = _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
-  }
-  const __m512 s =
-      _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                    _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  // The tree leaves v[j]'s sum in lane (j % 4) * 4 + j / 4; undo that.
-  const __m512i order =
-      _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  return _mm512_permutexvar_ps(order, s);
 }
 
 // AttendOne for head_dim == 16 * NV. Scores: per key a 16-lane product
