@@ -46,8 +46,9 @@ absl::StatusOr<std::unique_ptr<EngineRuntime>> EngineRuntime::Create(const Engin
 
 EngineRuntime::~EngineRuntime() {
   if (scheduler_ != nullptr) scheduler_->Stop();
-  // Members are destroyed in reverse order: scheduler, KV, model, allocator,
-  // pool, backend.
+  // Members are destroyed in reverse order: scheduler, KV, runner (device
+  // weights and buffers), model (host weights), host memory, device
+  // allocator, pool, backend.
 }
 
 absl::Status EngineRuntime::InitBackend() {
