@@ -127,10 +127,19 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
   absl::StatusOr<std::vector<TensorSpec>> specs = SpecsFromArrays(names, dtypes, shapes);
   absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> sink = MakeSink(env);
   if (!sink.ok()) return sink.status();
+  const bool on_device = (*t)->memory_space() == MemorySpace::kDevice;
+  if (on_device && (env.device_staging == nullptr || env.device_backend == nullptr)) {
+    // InitWeightsUpdateGroup refuses such groups on engines without a GPU;
+    // this guards callers that build the environment themselves.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "group '", request.group_name(),
+        "' transfers in device memory (nccl) but this engine has no device staging; "
+        "use a gloo group or run the engine with --device=cuda"));
+  }
   ReceiverOptions ro;
   ro.transport = t->get();
   ro.sink = sink->get();
-  ro.staging = env.allocator;
+  ro.staging = on_device ? env.device_staging : env.allocator;
   ro.device_backend = env.device_backend;
   ro.run_commit = env.run_commit;
   const size_t bucket_bytes = request.bucket_bytes() > 0

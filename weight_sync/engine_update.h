@@ -44,6 +44,9 @@ struct EngineUpdateEnv {
   engine::ModelWeights* weights = nullptr;         // required
   engine::CachingAllocator* allocator = nullptr;   // required (shadows, staging)
   engine::DeviceBackend* device_backend = nullptr;  // device transports only
+  // Device transports (NCCL): the bucket slots the collective writes, in
+  // device memory; `allocator` keeps the shadows (host memory).
+  engine::CachingAllocator* device_staging = nullptr;
   CommitRunner run_commit;                          // null = commit inline
 };
 

@@ -13,31 +13,33 @@ namespace {
 // returns the update's transient memory.
 class UpdateInFlight {
  public:
-  UpdateInFlight(Scheduler* scheduler, CachingAllocator* allocator, const TaggedPool* pool)
-      : scheduler_(scheduler), allocator_(allocator), pool_(pool) {}
+  explicit UpdateInFlight(EngineRuntime* runtime) : runtime_(runtime) {}
   ~UpdateInFlight() {
     // In the colocated cycle (kv_cache released while the trainer sends
-    // weights) the shadow and staging buffers' segments go back to the
-    // device now, so resuming kv_cache next does not stack KV on top of them
-    // (two-stage resume). With kv_cache resident (in-place update) they stay
-    // cached until ContinueGeneration{torch_empty_cache}. (With
-    // --device=cuda the staging is host memory: emptying returns it to the
-    // host.)
-    if (pool_->IsReleased(MemoryTag::kKvCache)) {
-      const uint64_t returned = allocator_->EmptyCache();
+    // weights) the shadow and staging buffers' segments go back now, so
+    // resuming kv_cache next does not stack KV on top of them (two-stage
+    // resume). With kv_cache resident (in-place update) they stay cached
+    // until ContinueGeneration{torch_empty_cache}. With --device=cuda the
+    // shadows are host memory and NCCL's bucket slots device memory: both
+    // allocators are emptied.
+    if (runtime_->pool().IsReleased(MemoryTag::kKvCache)) {
+      uint64_t returned = runtime_->staging_allocator().EmptyCache();
+      if (&runtime_->allocator() != &runtime_->staging_allocator()) {
+        returned += runtime_->allocator().EmptyCache();
+      }
       COLO_LOG(INFO) << "weight update done: returned " << returned
-                     << " bytes of staging to the device before kv_cache resumes";
+                     << " bytes of staging before kv_cache resumes";
     }
-    scheduler_->EndWeightUpdate();
+    runtime_->scheduler().EndWeightUpdate();
   }
   UpdateInFlight(const UpdateInFlight&) = delete;
   UpdateInFlight& operator=(const UpdateInFlight&) = delete;
 
  private:
-  Scheduler* const scheduler_;
-  CachingAllocator* const allocator_;
-  const TaggedPool* const pool_;
+  EngineRuntime* const runtime_;
 };
+
+bool OnDevice(EngineRuntime& runtime) { return runtime.runner().device_kind() != "cpu"; }
 
 }  // namespace
 
@@ -54,6 +56,12 @@ weight_sync::EngineUpdateEnv WeightUpdateService::Env(
   // Shadows and staging must be host memory (the host master weights are
   // written from them): on CUDA this is not the device allocator.
   env.allocator = &runtime_->staging_allocator();
+  if (OnDevice(*runtime_)) {
+    // NCCL groups receive buckets into device memory, then copy to the
+    // host shadows.
+    env.device_backend = &runtime_->backend();
+    env.device_staging = &runtime_->allocator();
+  }
   EngineRuntime* runtime = runtime_;
   env.run_commit = [runtime, version_and_flush](const std::function<absl::Status()>& commit) {
     const auto [version, flush] = version_and_flush();
@@ -67,6 +75,11 @@ absl::StatusOr<colo::v1::InitWeightsUpdateGroupResponse> WeightUpdateService::In
   if (request.backend() != "nccl" && request.backend() != "gloo") {
     return absl::InvalidArgumentError(
         absl::StrCat("backend must be nccl or gloo, got '", request.backend(), "'"));
+  }
+  if (request.backend() == "nccl" && !OnDevice(*runtime_)) {
+    return absl::FailedPreconditionError(
+        "backend nccl needs an engine on a GPU (--device=cuda); this engine runs on the CPU: "
+        "use backend gloo");
   }
   return weight_sync::InitGroup(&registry_, request, defaults_);
 }
@@ -82,8 +95,7 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromD
       !s.ok()) {
     return s;
   }
-  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->staging_allocator(),
-                           &runtime_->pool());
+  UpdateInFlight in_flight(runtime_);
   const std::string version = request.weight_version();
   const bool flush = request.flush_cache();
   return weight_sync::UpdateFromDistributed(registry_, request,
@@ -96,8 +108,7 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromT
       !s.ok()) {
     return s;
   }
-  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->staging_allocator(),
-                           &runtime_->pool());
+  UpdateInFlight in_flight(runtime_);
   // The version and flush flag arrive with the commit message, after the
   // data: the commit runner reads them from this slot.
   auto commit = std::make_shared<colo::v1::WeightCommit>();
@@ -113,8 +124,7 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromD
       !s.ok()) {
     return s;
   }
-  UpdateInFlight in_flight(&runtime_->scheduler(), &runtime_->staging_allocator(),
-                           &runtime_->pool());
+  UpdateInFlight in_flight(runtime_);
   const std::string version = request.weight_version();
   const bool flush = request.flush_cache();
   return weight_sync::UpdateFromDisk(request,

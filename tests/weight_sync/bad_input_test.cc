@@ -79,6 +79,18 @@ TEST_F(BadInputTest, RankOutsideWorldIsInvalidArgument) {
   ExpectHealthyWithoutGroup("g");
 }
 
+TEST_F(BadInputTest, NcclGroupOnACpuEngineIsFailedPrecondition) {
+  const int port = UnusedPort();
+  ASSERT_GT(port, 0);
+  v1::InitWeightsUpdateGroupRequest nccl =
+      GroupRequest("g_nccl", port, 1, 2, absl::Seconds(30), absl::Seconds(30));
+  nccl.set_backend("nccl");
+  // Refused before any rendezvous: no wait for the (absent) master.
+  EXPECT_THAT(InitGroup(*engine_, nccl).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--device=cuda")));
+  ExpectHealthyWithoutGroup("g_nccl");
+}
+
 TEST_F(BadInputTest, WorldSizeMismatchIsRejectedByTheMaster) {
   // The master (this process, rank 0) expects a world of 2; the engine says 3.
   weight_sync::TcpStoreServer::Options so;
