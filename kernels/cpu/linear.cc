@@ -147,7 +147,7 @@ constexpr int kTileCols = 4;
 // the 32 zmm registers. (8 x 3 was 40% slower: 8 rows of x overflow L1.)
 constexpr int kAvx512Rows = 4;
 constexpr int kAvx512Cols = 6;
-constexpr int64_t kAvx512ColBlock = 16 * kAvx512Cols;  // w columns kept in L2
+constexpr int64_t kAvx512XBlockBytes = 256 << 10;  // x rows kept in L2
 constexpr int64_t kRowBlock = 64;  // rows of x kept hot while sweeping w
 
 template <int R>
@@ -168,45 +168,52 @@ COLO_AVX2 void RowsAvx2(const float* x, int64_t k, const float* w, int64_t n0,
   }
 }
 
-template <int R>
-COLO_AVX512 void RowsAvx512(const float* x, int64_t k, const float* w, int64_t n0,
-                            int64_t n1, float* y, int64_t ldy) {
-  float tile[R * kAvx512Cols];
-  int64_t c = n0;
-  for (; c + kAvx512Cols <= n1; c += kAvx512Cols) {
-    TileAvx512<R, kAvx512Cols>(x, k, w + c * k, k, k, tile);
-    #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < kAvx512Cols; ++j) y[r * ldy + c + j] = tile[r * kAvx512Cols + j];
-  }
-  for (; c < n1; ++c) {
-    TileAvx512<R, 1>(x, k, w + c * k, k, k, tile);
-    #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) y[r * ldy + c] = tile[r];
+// One R x C tile of y at (row 0, column 0) of the given pointers.
+template <int R, int C>
+COLO_AVX512 void StoreTileAvx512(const float* x, int64_t k, const float* w, float* y,
+                                 int64_t ldy) {
+  float tile[R * C];
+  TileAvx512<R, C>(x, k, w, k, k, tile);
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int j = 0; j < C; ++j) y[r * ldy + j] = tile[r * C + j];
+}
+
+// Columns [0, C) of y for `rows` rows: the C rows of w (C * k floats) stay in
+// L1 while the rows of x stream past, so w is read from memory once per row
+// block, evenly over the block's compute.
+template <int C>
+COLO_AVX512 void ColumnsAvx512(const float* x, int64_t rows, int64_t k, const float* w,
+                               float* y, int64_t ldy) {
+  int64_t r = 0;
+  for (; r + kAvx512Rows <= rows; r += kAvx512Rows)
+    StoreTileAvx512<kAvx512Rows, C>(x + r * k, k, w, y + r * ldy, ldy);
+  static_assert(kAvx512Rows == 4, "remainder cases below assume 4-row tiles");
+  switch (rows - r) {
+    case 3: StoreTileAvx512<3, C>(x + r * k, k, w, y + r * ldy, ldy); break;
+    case 2: StoreTileAvx512<2, C>(x + r * k, k, w, y + r * ldy, ldy); break;
+    case 1: StoreTileAvx512<1, C>(x + r * k, k, w, y + r * ldy, ldy); break;
+    default: break;
   }
 }
 
 COLO_AVX512 void LinearRangeAvx512(const float* x, int64_t m, int64_t k,
                                    const float* w, int64_t n0, int64_t n1,
                                    float* y, int64_t n) {
-  for (int64_t rb = 0; rb < m; rb += kRowBlock) {
-    int64_t re = std::min(m, rb + kRowBlock);
-    for (int64_t cb = n0; cb < n1; cb += kAvx512ColBlock) {
-      int64_t ce = std::min(n1, cb + kAvx512ColBlock);
-      int64_t r = rb;
-      for (; r + kAvx512Rows <= re; r += kAvx512Rows)
-        RowsAvx512<kAvx512Rows>(x + r * k, k, w, cb, ce, y + r * n, n);
-      switch (re - r) {
-        case 7: RowsAvx512<7>(x + r * k, k, w, cb, ce, y + r * n, n); break;
-        case 6: RowsAvx512<6>(x + r * k, k, w, cb, ce, y + r * n, n); break;
-        case 5: RowsAvx512<5>(x + r * k, k, w, cb, ce, y + r * n, n); break;
-        case 4: RowsAvx512<4>(x + r * k, k, w, cb, ce, y + r * n, n); break;
-        case 3: RowsAvx512<3>(x + r * k, k, w, cb, ce, y + r * n, n); break;
-        case 2: RowsAvx512<2>(x + r * k, k, w, cb, ce, y + r * n, n); break;
-        case 1: RowsAvx512<1>(x + r * k, k, w, cb, ce, y + r * n, n); break;
-        default: break;
-      }
-    }
+  // Rows per block: their x (row_block * k floats) fits in ~256 KiB of L2;
+  // blocks of equal size (multiples of the tile rows).
+  const int64_t max_rows = std::max<int64_t>(
+      kAvx512Rows, kAvx512XBlockBytes / (k * int64_t{sizeof(float)}));
+  const int64_t blocks = (m + max_rows - 1) / max_rows;
+  const int64_t row_block =
+      ((m + blocks - 1) / blocks + kAvx512Rows - 1) / kAvx512Rows * kAvx512Rows;
+  for (int64_t rb = 0; rb < m; rb += row_block) {
+    const int64_t rows = std::min(m, rb + row_block) - rb;
+    int64_t c = n0;
+    for (; c + kAvx512Cols <= n1; c += kAvx512Cols)
+      ColumnsAvx512<kAvx512Cols>(x + rb * k, rows, k, w + c * k, y + rb * n + c, n);
+    for (; c < n1; ++c) ColumnsAvx512<1>(x + rb * k, rows, k, w + c * k, y + rb * n + c, n);
   }
 }
 
