@@ -204,7 +204,7 @@ COLO_AVX512 void LinearRangeAvx512(const float* x, int64_t m, int64_t k,
   // Rows per block: their x (row_block * k floats) fits in ~256 KiB of L2;
   // blocks of equal size (multiples of the tile rows).
   const int64_t max_rows = std::max<int64_t>(
-      kAvx512Rows, kAvx512XBlockBytes / (k * int64_t{sizeof(float)}));
+      kAvx512Rows, kAvx512XBlockBytes / (std::max<int64_t>(1, k) * int64_t{sizeof(float)}));
   const int64_t blocks = (m + max_rows - 1) / max_rows;
   const int64_t row_block =
       ((m + blocks - 1) / blocks + kAvx512Rows - 1) / kAvx512Rows * kAvx512Rows;
