@@ -4,15 +4,13 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstdlib>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/simd_reduce.h"
 
 namespace colo {
 namespace kernels {
 namespace {
-
-#define COLO_AVX2 __attribute__((target("avx2,fma")))
 
 COLO_AVX2 inline float HorizontalSum(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v);
@@ -72,8 +70,6 @@ COLO_AVX2 void TileAvx2(const float* x, int64_t ldx, const float* w,
     for (int c = 0; c < C; ++c) out[r * C + c] = HorizontalSum(acc[r][c]);
 }
 
-#define COLO_AVX512 __attribute__((target("avx512f,avx2,fma")))
-
 // Same contract as TileAvx2 with 16 lanes: per element one accumulator,
 // masked tail, fixed reduction (reduce 16 -> 8 lanes, then HorizontalSum).
 template <int R, int C>
@@ -125,20 +121,6 @@ float DotScalar(const float* a, const float* b, int64_t k) {
   float s0 = (acc[0] + acc[4]) + (acc[2] + acc[6]);
   float s1 = (acc[1] + acc[5]) + (acc[3] + acc[7]);
   return s0 + s1;
-}
-
-bool HasAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f") &&
-                          __builtin_cpu_supports("avx2") &&
-                          __builtin_cpu_supports("fma") &&
-                          std::getenv("COLO_DISABLE_AVX512") == nullptr;
-  return has;
-}
-
-bool HasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") &&
-                          __builtin_cpu_supports("fma");
-  return has;
 }
 
 constexpr int kTileRows = 4;

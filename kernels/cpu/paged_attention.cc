@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <vector>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/simd_reduce.h"
 
@@ -19,16 +19,6 @@ namespace {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
-#define COLO_AVX512 __attribute__((target("avx512f,avx2,fma")))
-
-bool HasAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f") &&
-                          __builtin_cpu_supports("avx2") &&
-                          __builtin_cpu_supports("fma") &&
-                          std::getenv("COLO_DISABLE_AVX512") == nullptr;
-  return has;
-}
 
 // AttendOne for head_dim == 16 * NV. Scores: per key a 16-lane product
 // accumulated over the head in order, then ReduceSixteen over blocks of 16

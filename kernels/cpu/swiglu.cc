@@ -3,7 +3,8 @@
 #include <immintrin.h>
 
 #include <cmath>
-#include <cstdlib>
+
+#include "kernels/cpu/cpu_features.h"
 
 namespace colo {
 namespace kernels {
@@ -13,16 +14,6 @@ namespace {
 // scalef) trip these in GCC 12 where they are inlined.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
-#define COLO_AVX512 __attribute__((target("avx512f,avx2,fma")))
-
-bool HasAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f") &&
-                          __builtin_cpu_supports("avx2") &&
-                          __builtin_cpu_supports("fma") &&
-                          std::getenv("COLO_DISABLE_AVX512") == nullptr;
-  return has;
-}
 
 // exp(x) for 16 lanes: x = n ln2 + r with |r| <= ln2 / 2, a degree-6
 // polynomial for exp(r) (the Cephes expf coefficients, ~2 ulp), then
