@@ -6,7 +6,6 @@
 // released without a host backup need an update (and the commit re-uploads
 // the host master weights), and a committed update reaches the GPU.
 // --config=cuda only; skips (with the reason) where no GPU is usable.
-#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,17 +16,13 @@
 #include "engine/server/engine_runtime.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/cuda_status.h"
+#include "tests/util/greedy_agreement.h"
 #include "tests/util/status_matchers.h"
 
 namespace colo::engine {
 namespace {
 
 constexpr int kVocab = 256;
-// Logprob agreement of the CPU and CUDA forward (fp32; cuBLAS sums in a
-// different order).
-constexpr float kLogprobTolerance = 2e-3f;
-// Two tokens count as a near-tie when their logprobs differ by less.
-constexpr float kTieTolerance = 1e-2f;
 
 std::string SkipReason() {
   absl::StatusOr<std::unique_ptr<DeviceBackend>> b = CreateDeviceBackend("cuda");
@@ -156,11 +151,8 @@ std::vector<Output> Generate(EngineRuntime& rt, const std::vector<std::vector<in
   return out;
 }
 
-// Compares two runs position by position: equal tokens with logprobs within
-// kLogprobTolerance, until the first differing token, which must be a
-// near-tie (both chosen tokens nearly as likely); later tokens continue
-// from different contexts and are not compared. Returns the number of
-// positions that matched.
+// Every request's outputs agree up to a near-tie (tests/util/greedy_agreement.h);
+// returns the number of positions that matched.
 int ExpectAgree(const std::vector<Output>& want, const std::vector<Output>& got,
                 const std::string& what) {
   int matched = 0;
@@ -168,20 +160,9 @@ int ExpectAgree(const std::vector<Output>& want, const std::vector<Output>& got,
   for (size_t r = 0; r < want.size() && r < got.size(); ++r) {
     EXPECT_OK(want[r].error) << what << " request " << r;
     EXPECT_OK(got[r].error) << what << " request " << r;
-    EXPECT_EQ(want[r].tokens.size(), got[r].tokens.size()) << what << " request " << r;
-    const size_t n = std::min(want[r].tokens.size(), got[r].tokens.size());
-    for (size_t i = 0; i < n; ++i) {
-      if (want[r].tokens[i] != got[r].tokens[i]) {
-        EXPECT_NEAR(want[r].logprobs[i], got[r].logprobs[i], kTieTolerance)
-            << what << " request " << r << " position " << i << ": tokens "
-            << want[r].tokens[i] << " vs " << got[r].tokens[i] << " are not a near-tie";
-        break;
-      }
-      EXPECT_NEAR(want[r].logprobs[i], got[r].logprobs[i],
-                  kLogprobTolerance * (1 + std::fabs(want[r].logprobs[i])))
-          << what << " request " << r << " position " << i;
-      ++matched;
-    }
+    matched += test_util::ExpectAgreeUpToNearTie(want[r].tokens, want[r].logprobs, got[r].tokens,
+                                                 got[r].logprobs,
+                                                 absl::StrCat(what, " request ", r));
   }
   return matched;
 }

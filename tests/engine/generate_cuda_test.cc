@@ -7,14 +7,15 @@
 // --config=cuda only; skips (with the reason) where no GPU is usable.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "engine/device/device_backend_factory.h"
 #include "gtest/gtest.h"
 #include "tests/engine/engine_fixture.h"
+#include "tests/util/greedy_agreement.h"
 #include "tests/util/status_matchers.h"
 
 namespace colo::test_util {
@@ -22,8 +23,6 @@ namespace {
 
 constexpr int kVocab = 512;
 constexpr int kNewTokens = 24;
-constexpr float kLogprobTolerance = 2e-3f;
-constexpr float kTieTolerance = 1e-2f;
 
 const std::vector<std::string> kFlags = {"--kv_cache_bytes=33554432", "--page_size=16",
                                          "--cpu_threads=2"};
@@ -56,29 +55,17 @@ std::vector<GenerateResult> GreedyAll(TestEngine& engine) {
   return out;
 }
 
-// Equal tokens with close logprobs up to the first difference, which must be
-// a near-tie. Returns the positions that matched.
+// Every request's outputs agree up to a near-tie (tests/util/greedy_agreement.h);
+// returns the number of positions that matched.
 int ExpectAgree(const std::vector<GenerateResult>& want, const std::vector<GenerateResult>& got,
                 const std::string& what) {
   int matched = 0;
-  for (size_t r = 0; r < want.size(); ++r) {
+  EXPECT_EQ(want.size(), got.size()) << what;
+  for (size_t r = 0; r < want.size() && r < got.size(); ++r) {
     EXPECT_TRUE(want[r].status.ok()) << what << ": " << want[r].status.error_message();
     EXPECT_TRUE(got[r].status.ok()) << what << ": " << got[r].status.error_message();
-    EXPECT_EQ(got[r].tokens.size(), want[r].tokens.size()) << what << " request " << r;
-    const size_t n = std::min({want[r].tokens.size(), got[r].tokens.size(),
-                               want[r].logprobs.size(), got[r].logprobs.size()});
-    for (size_t i = 0; i < n; ++i) {
-      if (want[r].tokens[i] != got[r].tokens[i]) {
-        EXPECT_NEAR(want[r].logprobs[i], got[r].logprobs[i], kTieTolerance)
-            << what << " request " << r << " position " << i << ": tokens " << want[r].tokens[i]
-            << " vs " << got[r].tokens[i] << " are not a near-tie";
-        break;
-      }
-      EXPECT_NEAR(want[r].logprobs[i], got[r].logprobs[i],
-                  kLogprobTolerance * (1 + std::fabs(want[r].logprobs[i])))
-          << what << " request " << r << " position " << i;
-      ++matched;
-    }
+    matched += ExpectAgreeUpToNearTie(want[r].tokens, want[r].logprobs, got[r].tokens,
+                                      got[r].logprobs, absl::StrCat(what, " request ", r));
   }
   return matched;
 }
