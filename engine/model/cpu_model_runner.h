@@ -25,6 +25,8 @@ class CpuModelRunner : public ModelRunner {
     return model_->Forward(batch, kv, options);
   }
   absl::Status WeightsCommitted() override { return absl::OkStatus(); }
+  void WeightsDiscarded() override { model_->weights().MarkAllStale(); }
+  int64_t NumStaleWeights() const override { return model_->weights().num_stale(); }
 
  private:
   TransformerModel* const model_;

@@ -65,6 +65,10 @@ class CudaModelRunner : public ModelRunner {
   // Re-uploads the host master weights (FAILED_PRECONDITION when their
   // packing no longer matches the device copy; CUDA errors name the call).
   absl::Status WeightsCommitted() override;
+  // The device copy is rewritten whole from the host master (never
+  // released) at the next WeightsCommitted(): nothing goes stale.
+  void WeightsDiscarded() override {}
+  int64_t NumStaleWeights() const override { return 0; }
 
   size_t device_weight_bytes() const { return model_->weight_bytes(); }
 

@@ -19,6 +19,8 @@
 #ifndef COLO_ENGINE_MODEL_MODEL_RUNNER_H_
 #define COLO_ENGINE_MODEL_MODEL_RUNNER_H_
 
+#include <cstdint>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -46,6 +48,16 @@ class ModelRunner {
   // uploads them. On error the device copy may be partly written: the
   // caller must not run a step before a later call succeeds.
   virtual absl::Status WeightsCommitted() = 0;
+
+  // The `weights` tag was resumed without a host backup: the memory the
+  // forward reads holds no weights. A runner that reads the host master
+  // weights in place marks them all stale (ModelWeights::MarkAllStale), so
+  // that only updates covering every tensor make the engine serve again; a
+  // device runner whose copy is rewritten whole from the (intact) host
+  // master in WeightsCommitted() has nothing to record.
+  virtual void WeightsDiscarded() = 0;
+  // Tensors the forward reads that hold no weights since then (0: complete).
+  virtual int64_t NumStaleWeights() const = 0;
 };
 
 }  // namespace engine

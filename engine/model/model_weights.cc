@@ -159,8 +159,14 @@ absl::Status ModelWeights::Overwrite(absl::string_view name, TensorDtype dtype,
         ShapeString(shape), " of ", TensorDtypeName(dtype), " needs ",
         elem * info->NumElements()));
   }
-  return ConvertToFloat(dtype, bytes, info->NumElements(), info->data);
+  absl::Status converted = ConvertToFloat(dtype, bytes, info->NumElements(), info->data);
+  if (converted.ok()) MarkFresh(name);
+  return converted;
 }
+
+void ModelWeights::MarkAllStale() { stale_.insert(order_.begin(), order_.end()); }
+
+void ModelWeights::MarkFresh(absl::string_view name) { stale_.erase(name); }
 
 }  // namespace engine
 }  // namespace colo

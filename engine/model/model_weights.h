@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -84,6 +85,16 @@ class ModelWeights {
   // Total bytes held in the weights tag.
   size_t allocated_bytes() const { return bytes_; }
 
+  // Staleness: the `weights` tag resumed without a host backup holds no
+  // weights; MarkAllStale() records that, and every tensor an update (or
+  // Overwrite) writes afterwards is marked fresh again. The engine serves
+  // only when num_stale() is 0, so a partial update after such a resume
+  // never serves a mix of new tensors and empty ones. Confined to the thread
+  // that commits updates (the scheduler's), like the writes themselves.
+  void MarkAllStale();
+  void MarkFresh(absl::string_view name);
+  int64_t num_stale() const { return static_cast<int64_t>(stale_.size()); }
+
   const float* embed() const { return embed_; }
   const float* final_norm() const { return final_norm_; }
   const float* lm_head() const { return lm_head_; }  // == embed() when tied
@@ -104,6 +115,7 @@ class ModelWeights {
   std::vector<LayerWeights> layers_;
   std::map<std::string, WeightInfo> by_name_;
   std::vector<std::string> order_;
+  absl::flat_hash_set<std::string> stale_;
 };
 
 }  // namespace engine

@@ -214,8 +214,8 @@ absl::Status ModelWeightUpdateSink::Commit() {
     absl::StatusOr<WeightInfo> info = options_.weights->Find(name);
     // Validated in Begin; the model's tensor set does not change.
     COLO_CHECK(info.ok());
-    if (s.spec.Bytes() == 0) continue;
-    CommitOne(s, info->data);
+    if (s.spec.Bytes() > 0) CommitOne(s, info->data);
+    options_.weights->MarkFresh(name);
   }
   FreeShadows();
   return absl::OkStatus();

@@ -132,6 +132,29 @@ TEST(ModelWeightUpdateSinkTest, StagesAnyChunkingAndCommitsAtomically) {
   EXPECT_EQ(f.sink->num_tensors(), 0u);
 }
 
+TEST(ModelWeightUpdateSinkTest, CommitMarksItsTensorsFreshAbortDoesNot) {
+  Fixture f;
+  const int64_t tensors = static_cast<int64_t>(f.weights->List().size());
+  f.weights->MarkAllStale();  // as after a resume without backup
+  ASSERT_EQ(f.weights->num_stale(), tensors);
+  WeightInfo norm = f.Info("model.norm.weight");
+  std::vector<float> values(norm.NumElements(), 1.5f);
+  ASSERT_OK(f.sink->Begin({SpecOf(norm, TensorDtype::kF32)}));
+  ASSERT_OK(f.sink->Stage(norm.name, 0, values.data(), values.size() * 4));
+  f.sink->Abort();
+  EXPECT_EQ(f.weights->num_stale(), tensors);
+  ASSERT_OK(f.sink->Begin({SpecOf(norm, TensorDtype::kF32)}));
+  ASSERT_OK(f.sink->Stage(norm.name, 0, values.data(), values.size() * 4));
+  ASSERT_OK(f.sink->Commit());
+  EXPECT_EQ(f.weights->num_stale(), tensors - 1);
+  // Overwrite (the direct path) counts as well.
+  WeightInfo embed = f.Info("model.embed_tokens.weight");
+  std::vector<float> embed_values(embed.NumElements(), 0.25f);
+  ASSERT_OK(f.weights->Overwrite(embed.name, TensorDtype::kF32, embed.shape, embed_values.data(),
+                                 embed_values.size() * 4));
+  EXPECT_EQ(f.weights->num_stale(), tensors - 2);
+}
+
 TEST(ModelWeightUpdateSinkTest, AbortLeavesWeightsUntouched) {
   Fixture f;
   WeightInfo norm = f.Info("model.norm.weight");

@@ -542,7 +542,13 @@ std::string Scheduler::UnavailableReason() const {
     if (!TagResident(t)) released.push_back(t);
   }
   if (!released.empty()) return absl::StrCat("memory tags released: ", TagList(released));
-  if (state_.needs_weights) return "the engine needs new weights";
+  if (state_.needs_weights) {
+    const int64_t stale = model_->NumStaleWeights();
+    return stale > 0 ? absl::StrCat("the engine needs new weights (", stale,
+                                    " tensor(s) not written since the weights tag was resumed "
+                                    "without a backup)")
+                     : "the engine needs new weights";
+  }
   if (state_.run == RunState::kPaused) {
     return absl::StrCat("generation is paused (", PauseModeName(*state_.paused_mode), ")");
   }
@@ -796,6 +802,7 @@ absl::StatusOr<TagTransition> Scheduler::DoResume(const std::vector<MemoryTag>& 
     if (r.tag == MemoryTag::kWeights) {
       for (const TagInfo& info : pool_->Info().tags) {
         if (info.tag == MemoryTag::kWeights && info.backup == BackupPolicy::kDiscard) {
+          model_->WeightsDiscarded();
           state_.needs_weights = true;
           COLO_LOG(INFO) << "weights resumed without a host backup: generation waits for a "
                             "weight update";
@@ -889,8 +896,18 @@ absl::Status Scheduler::CommitWeights(const std::function<absl::Status()>& apply
                                                    model_->device_kind(), " (the engine needs a "
                                                    "new weight update): ", s.message()));
                       }
-                      state_.needs_weights = false;
                       weight_version_ = weight_version;
+                      if (const int64_t stale = model_->NumStaleWeights(); stale > 0) {
+                        // A partial update after the weights were resumed
+                        // without a backup: the rest are still empty.
+                        state_.needs_weights = true;
+                        COLO_LOG(INFO) << "weights committed (version " << weight_version
+                                       << "); " << stale << " tensor(s) still hold no weights "
+                                       << "since the weights tag was resumed without a backup: "
+                                       << "generation waits for an update that writes them";
+                      } else {
+                        state_.needs_weights = false;
+                      }
                       if (flush_cache && TagResident(MemoryTag::kKvCache)) {
                         if (running_.empty()) {
                           RETURN_IF_ERROR(kv_->Flush());

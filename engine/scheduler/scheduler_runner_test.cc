@@ -55,6 +55,8 @@ class OtherDeviceRunner : public ModelRunner {
     ++commits_;
     return commit_error_;
   }
+  void WeightsDiscarded() override { model_->weights().MarkAllStale(); }
+  int64_t NumStaleWeights() const override { return model_->weights().num_stale(); }
 
   int requests_checked_ = 0;
   int commits_ = 0;

@@ -8,10 +8,12 @@
 #include <memory>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/device/cpu_backend.h"
 #include "engine/model/offline_generator.h"
 #include "engine/model/tiny_model.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/status_matchers.h"
 
@@ -299,6 +301,47 @@ TEST_F(SchedulerTest, ReleaseResumeWithHostBackupAndCommittedWeights) {
   Collected again = Collect(*Submit(prompt, 16));
   EXPECT_EQ(again.tokens, expected[0]);
   EXPECT_EQ(scheduler_->Snapshot().weight_version, "v7");
+}
+
+TEST_F(SchedulerTest, PartialUpdateAfterResumeWithoutBackupStillNeedsWeights) {
+  Start(/*kv_tokens=*/1024);  // weights without a host backup
+  const std::vector<int32_t> prompt = Prompt(21, 9);
+  const auto expected = Oracle({prompt}, 12);
+  // What a trainer would re-send: every tensor's bytes.
+  std::vector<std::pair<WeightInfo, std::vector<float>>> saved;
+  for (const WeightInfo& w : model_->weights().List()) {
+    saved.emplace_back(w, std::vector<float>(w.data, w.data + w.NumElements()));
+  }
+  ASSERT_GE(saved.size(), 2u);
+  ASSERT_OK(scheduler_->Release({MemoryTag::kWeights}).status());
+  ASSERT_OK(scheduler_->Resume({MemoryTag::kWeights}).status());
+  EXPECT_TRUE(scheduler_->Snapshot().state.needs_weights);
+  auto write = [this, &saved](size_t begin, size_t end) {
+    return [this, &saved, begin, end]() -> absl::Status {
+      for (size_t i = begin; i < end; ++i) {
+        const auto& [info, bytes] = saved[i];
+        absl::Status s = model_->weights().Overwrite(info.name, TensorDtype::kF32, info.shape,
+                                                     bytes.data(), bytes.size() * sizeof(float));
+        if (!s.ok()) return s;
+      }
+      return absl::OkStatus();
+    };
+  };
+  // One tensor only: committed, but the others are still empty.
+  ASSERT_OK(scheduler_->CommitWeights(write(0, 1), "v1-part", false));
+  EXPECT_TRUE(scheduler_->Snapshot().state.needs_weights);
+  GenerateSpec spec;
+  spec.input_ids = prompt;
+  spec.max_new_tokens = 4;
+  spec.fail_if_unavailable = true;
+  EXPECT_THAT(scheduler_->Submit(spec).status(),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       ::testing::HasSubstr(absl::StrCat(saved.size() - 1, " tensor(s)"))));
+  // The rest, in a second update: the engine serves the original outputs.
+  ASSERT_OK(scheduler_->CommitWeights(write(1, saved.size()), "v1", false));
+  EXPECT_FALSE(scheduler_->Snapshot().state.needs_weights);
+  EXPECT_EQ(Collect(*Submit(prompt, 12)).tokens, expected[0]);
+  EXPECT_EQ(scheduler_->Snapshot().weight_version, "v1");
 }
 
 TEST_F(SchedulerTest, UpdateInFlightHoldsAdmissionUntilItEnds) {
