@@ -355,7 +355,7 @@ void Scheduler::Step() {
     ForwardRequest& f = forward[i];
     f.cached_len = r->committed;
     f.new_tokens = absl::MakeConstSpan(r->tokens.data() + r->committed, counts[i]);
-    f.slots = SlotsOf(*r, r->committed + counts[i], &slot_copies[i]);
+    f.slots = SlotsOf(*r, r->committed + counts[i], host_tables_ ? nullptr : &slot_copies[i]);
     f.sampling = r->spec.sampling;
     f.sample_step = static_cast<uint64_t>(std::max(0, r->outputs()));
   }

@@ -262,7 +262,7 @@ class Scheduler {
 
   // Slots of `r`'s positions [0, n) for ForwardRequest::slots: the KV
   // cache's request table itself when it lives in host memory, else a host
-  // copy computed from the sequence's pages (into `storage`).
+  // copy computed from the sequence's pages (into `storage`, null for the host table).
   absl::Span<const int32_t> SlotsOf(const Request& r, int32_t n, std::vector<int32_t>* storage);
 
   const SchedulerOptions options_;
