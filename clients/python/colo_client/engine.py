@@ -188,8 +188,11 @@ class EngineClient:
                                         weight_version: str, flush_cache: bool = False,
                                         bucket_bytes: int = 0,
                                         timeout: Optional[float] = None) -> UpdateWeightsResult:
-        """Receives tensors the trainer broadcasts over the group (the trainer
-        must broadcast the same names, in order, with the same bucket size)."""
+        """Receives tensors the trainer broadcasts over the group. Rank 0 must
+        run colo's update protocol with the same names, dtypes, shapes and
+        bucket size (weight_sync/update_protocol.h: header broadcast, ready
+        vote, the plan's transfers, commit vote), as `colo-weight-sender` and
+        the C++ WeightSender do; plain per-tensor broadcasts are not enough."""
         request = engine_pb2.UpdateWeightsFromDistributedRequest(
             names=list(names), dtypes=list(dtypes),
             shapes=[common_pb2.TensorShape(dims=list(s)) for s in shapes],
