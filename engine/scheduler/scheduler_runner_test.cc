@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/device/cpu_backend.h"
 #include "engine/model/cpu_model_runner.h"
 #include "engine/model/model_runner.h"
+#include "engine/model/test_env.h"
 #include "engine/model/tiny_model.h"
 #include "engine/scheduler/scheduler.h"
 #include "gtest/gtest.h"
@@ -75,21 +75,13 @@ class SchedulerRunnerTest : public ::testing::Test {
     m.vocab = kVocab;
     m.max_position = 512;
     m.seed = 4;
-    const char* tmp = std::getenv("TEST_TMPDIR");
-    const std::string dir = std::string(tmp ? tmp : "/tmp") + "/runner_model";
+    const std::string dir = TestDir("runner_model");
     ASSERT_OK(WriteTinyModel(m, dir));
-    backend_ = std::move(CpuBackend::Create({})).value();
-    TaggedPool::Options po;
-    po.backend = backend_.get();
-    pool_ = std::move(TaggedPool::Create(po)).value();
-    CachingAllocator::Options ao;
-    ao.backend = backend_.get();
-    allocator_ = std::move(CachingAllocator::Create(ao)).value();
     threads_ = std::make_unique<kernels::ThreadPool>(1);
     TransformerModel::Options mo;
     mo.model_dir = dir;
-    mo.weights_pool = pool_.get();
-    mo.allocator = allocator_.get();
+    mo.weights_pool = env_.pool.get();
+    mo.allocator = env_.allocator.get();
     mo.threads = threads_.get();
     model_ = std::move(TransformerModel::Load(mo)).value();
   }
@@ -104,7 +96,7 @@ class SchedulerRunnerTest : public ::testing::Test {
     ko.full_capacity_tokens = 2048;
     ko.max_requests = 16;
     ko.max_context_tokens = kRowLength;
-    return std::move(kvcache::KvCacheManager::Create(ko, pool_.get())).value();
+    return std::move(kvcache::KvCacheManager::Create(ko, env_.pool.get())).value();
   }
 
   static SchedulerOptions Options() {
@@ -142,9 +134,7 @@ class SchedulerRunnerTest : public ::testing::Test {
     return out;
   }
 
-  std::unique_ptr<CpuBackend> backend_;
-  std::unique_ptr<TaggedPool> pool_;
-  std::unique_ptr<CachingAllocator> allocator_;
+  ModelTestEnv env_;
   std::unique_ptr<kernels::ThreadPool> threads_;
   std::unique_ptr<TransformerModel> model_;
 };
@@ -154,14 +144,14 @@ TEST_F(SchedulerRunnerTest, NonCpuRunnerGetsHostSlotCopiesAndSameTokens) {
   {
     auto kv = MakeKv();
     CpuModelRunner cpu(model_.get());
-    Scheduler s(Options(), &cpu, kv.get(), pool_.get(), allocator_.get());
+    Scheduler s(Options(), &cpu, kv.get(), env_.pool.get(), env_.allocator.get());
     s.Start();
     want = Run(s);
     s.Stop();
   }
   auto kv = MakeKv();
   OtherDeviceRunner other(model_.get(), kv.get());
-  Scheduler s(Options(), &other, kv.get(), pool_.get(), allocator_.get());
+  Scheduler s(Options(), &other, kv.get(), env_.pool.get(), env_.allocator.get());
   s.Start();
   const std::vector<std::vector<int32_t>> got = Run(s);
   s.Stop();
@@ -173,7 +163,7 @@ TEST_F(SchedulerRunnerTest, NonCpuRunnerGetsHostSlotCopiesAndSameTokens) {
 TEST_F(SchedulerRunnerTest, CommitCallsWeightsCommittedAndAFailureNeedsWeights) {
   auto kv = MakeKv();
   OtherDeviceRunner other(model_.get(), kv.get());
-  Scheduler s(Options(), &other, kv.get(), pool_.get(), allocator_.get());
+  Scheduler s(Options(), &other, kv.get(), env_.pool.get(), env_.allocator.get());
   s.Start();
   int applied = 0;
   auto apply = [&applied] {
