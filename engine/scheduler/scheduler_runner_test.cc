@@ -12,6 +12,7 @@
 #include "engine/model/model_runner.h"
 #include "engine/model/test_env.h"
 #include "engine/model/tiny_model.h"
+#include "engine/scheduler/read_to_end.h"
 #include "engine/scheduler/scheduler.h"
 #include "gtest/gtest.h"
 #include "tests/util/status_matchers.h"
@@ -119,17 +120,9 @@ class SchedulerRunnerTest : public ::testing::Test {
     }
     std::vector<std::vector<int32_t>> out;
     for (auto& stream : streams) {
-      std::vector<int32_t> tokens;
-      const absl::Time deadline = absl::Now() + absl::Seconds(60);
-      while (absl::Now() < deadline) {
-        StreamChunk c = stream->Next(deadline);
-        tokens.insert(tokens.end(), c.tokens.begin(), c.tokens.end());
-        if (c.finished) {
-          EXPECT_OK(c.error);
-          break;
-        }
-      }
-      out.push_back(tokens);
+      StreamOutput o = ReadToEnd(*stream, absl::Now() + absl::Seconds(60));
+      EXPECT_OK(o.error);
+      out.push_back(o.tokens);
     }
     return out;
   }

@@ -8,11 +8,13 @@
 // --config=cuda only; skips (with the reason) where no GPU is usable.
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/device/device_backend_factory.h"
 #include "engine/model/tiny_model.h"
+#include "engine/scheduler/read_to_end.h"
 #include "engine/server/engine_runtime.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/cuda_status.h"
@@ -133,20 +135,10 @@ std::vector<Output> Generate(EngineRuntime& rt, const std::vector<std::vector<in
   }
   for (size_t i = 0; i < streams.size(); ++i) {
     if (streams[i] == nullptr) continue;
-    const absl::Time deadline = absl::Now() + absl::Seconds(120);
-    while (true) {
-      StreamChunk c = streams[i]->Next(deadline);
-      out[i].tokens.insert(out[i].tokens.end(), c.tokens.begin(), c.tokens.end());
-      out[i].logprobs.insert(out[i].logprobs.end(), c.logprobs.begin(), c.logprobs.end());
-      if (c.finished) {
-        out[i].error = c.error;
-        break;
-      }
-      if (absl::Now() >= deadline) {
-        out[i].error = absl::DeadlineExceededError("no finish in 120 s");
-        break;
-      }
-    }
+    StreamOutput o = ReadToEnd(*streams[i], absl::Now() + absl::Seconds(120));
+    out[i].tokens = std::move(o.tokens);
+    out[i].logprobs = std::move(o.logprobs);
+    out[i].error = o.error;
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/device/device_backend_factory.h"
 #include "engine/model/tiny_model.h"
+#include "engine/scheduler/read_to_end.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/status_matchers.h"
@@ -54,17 +55,9 @@ void ExpectGenerates(EngineRuntime& rt) {
   spec.max_new_tokens = 6;
   spec.ignore_eos = true;
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<RequestStream> stream, rt.scheduler().Submit(spec));
-  std::vector<int32_t> tokens;
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < deadline) {
-    StreamChunk c = stream->Next(deadline);
-    tokens.insert(tokens.end(), c.tokens.begin(), c.tokens.end());
-    if (c.finished) {
-      EXPECT_OK(c.error);
-      break;
-    }
-  }
-  EXPECT_EQ(tokens.size(), 6u);
+  StreamOutput out = ReadToEnd(*stream, absl::Now() + absl::Seconds(60));
+  EXPECT_OK(out.error);
+  EXPECT_EQ(out.tokens.size(), 6u);
 }
 
 TEST(EngineRuntimeTest, CpuRunsTheCpuRunner) {
