@@ -35,18 +35,6 @@ ABSL_FLAG(std::string, dir, "/tmp/colo_engine_bench_model", "Where the model is 
 namespace colo::engine {
 namespace {
 
-std::vector<int32_t> MakePrompt(int seed, int len, int vocab) {
-  std::vector<int32_t> out;
-  uint64_t x = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(seed + 1);
-  for (int i = 0; i < len; ++i) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 29;
-    out.push_back(static_cast<int32_t>(x % static_cast<uint64_t>(vocab)));
-  }
-  return out;
-}
-
 struct RunResult {
   double seconds = 0;
   int64_t generated = 0;
@@ -61,7 +49,7 @@ RunResult Rollout(Scheduler& scheduler, bool share_prefix) {
   for (int p = 0; p < prompts; ++p) {
     for (int s = 0; s < samples; ++s) {
       GenerateSpec spec;
-      spec.input_ids = MakePrompt(share_prefix ? p : p * samples + s + 100000,
+      spec.input_ids = TinyPrompt(share_prefix ? p : p * samples + s + 100000,
                                   absl::GetFlag(FLAGS_prompt_len), absl::GetFlag(FLAGS_vocab));
       spec.max_new_tokens = absl::GetFlag(FLAGS_new_tokens);
       spec.ignore_eos = true;
@@ -152,7 +140,7 @@ int Main() {
           std::vector<std::shared_ptr<RequestStream>> streams;
           for (int i = 0; i < 32; ++i) {
             GenerateSpec spec;
-            spec.input_ids = MakePrompt(i + rep * 100, 64, absl::GetFlag(FLAGS_vocab));
+            spec.input_ids = TinyPrompt(i + rep * 100, 64, absl::GetFlag(FLAGS_vocab));
             spec.max_new_tokens = 64;
             spec.ignore_eos = true;
             streams.push_back(*scheduler.Submit(spec));

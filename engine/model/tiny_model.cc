@@ -185,5 +185,17 @@ absl::Status WriteTinyModel(const TinyModelOptions& options, const std::string& 
   return writer.Write(dir + "/model.safetensors");
 }
 
+std::vector<int32_t> TinyPrompt(int seed, int len, int vocab) {
+  std::vector<int32_t> out;
+  uint64_t x = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(seed + 1);
+  for (int i = 0; i < len; ++i) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 29;
+    out.push_back(static_cast<int32_t>(x % static_cast<uint64_t>(vocab)));
+  }
+  return out;
+}
+
 }  // namespace engine
 }  // namespace colo

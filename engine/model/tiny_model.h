@@ -50,6 +50,10 @@ absl::Status WriteTinyModel(const TinyModelOptions& options,
 // Parses "full,sliding,..." into layer types (INVALID_ARGUMENT otherwise).
 absl::StatusOr<std::vector<LayerType>> ParseLayerTypeList(const std::string& s);
 
+// `len` pseudo-random token ids below `vocab`, the same for the same seed
+// everywhere (a prompt for tests, benchmarks and demos on these models).
+std::vector<int32_t> TinyPrompt(int seed, int len, int vocab);
+
 }  // namespace engine
 }  // namespace colo
 

@@ -57,6 +57,17 @@ TEST(TinyModelTest, RejectsInconsistentOptions) {
   EXPECT_THAT(ParseLayerTypeList("full,weird"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(TinyPromptTest, DeterministicInRangeAndSeedDependent) {
+  const std::vector<int32_t> a = TinyPrompt(3, 50, 17);
+  EXPECT_EQ(a, TinyPrompt(3, 50, 17));
+  EXPECT_NE(a, TinyPrompt(4, 50, 17));
+  ASSERT_EQ(a.size(), 50u);
+  for (int32_t t : a) {
+    EXPECT_GE(t, 0);
+    EXPECT_LT(t, 17);
+  }
+}
+
 }  // namespace
 }  // namespace engine
 }  // namespace colo

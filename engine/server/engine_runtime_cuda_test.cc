@@ -87,20 +87,9 @@ std::unique_ptr<EngineRuntime> StartRuntime(const std::string& model_dir,
   return rt.ok() ? *std::move(rt) : nullptr;
 }
 
-std::vector<int32_t> Prompt(int seed, int len) {
-  std::vector<int32_t> out;
-  uint64_t x = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(seed + 1);
-  for (int i = 0; i < len; ++i) {
-    x ^= x >> 31;
-    x *= 0xbf58476d1ce4e5b9ull;
-    out.push_back(static_cast<int32_t>((x >> 17) % kVocab));
-  }
-  return out;
-}
-
 std::vector<std::vector<int32_t>> Prompts() {
   std::vector<std::vector<int32_t>> p;
-  for (int i = 0; i < 6; ++i) p.push_back(Prompt(i, 5 + 13 * i));  // 5 .. 70 tokens
+  for (int i = 0; i < 6; ++i) p.push_back(TinyPrompt(i, 5 + 13 * i, kVocab));  // 5 .. 70 tokens
   return p;
 }
 

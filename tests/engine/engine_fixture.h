@@ -87,7 +87,7 @@ class GenerateStream {
 
 colo::v1::GenerateRequest GreedyRequest(const std::vector<int32_t>& ids, int max_new_tokens);
 
-// Deterministic pseudo-random prompt of `len` tokens in [0, vocab).
+// engine::TinyPrompt: a deterministic pseudo-random prompt of `len` tokens in [0, vocab).
 std::vector<int32_t> Prompt(int seed, int len, int vocab);
 
 // The process's resident bytes as the engine reports them.
