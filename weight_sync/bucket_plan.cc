@@ -130,11 +130,5 @@ std::vector<Transfer> PlanTransfers(const BucketPlan& plan, bool whole_buckets) 
   return out;
 }
 
-size_t LargestBucketBytes(const BucketPlan& plan) {
-  size_t largest = 0;
-  for (const Bucket& b : plan.buckets) largest = std::max(largest, b.bytes);
-  return largest;
-}
-
 }  // namespace weight_sync
 }  // namespace colo

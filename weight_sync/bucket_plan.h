@@ -81,9 +81,6 @@ inline constexpr size_t kMinBucketBytes = 64;
 absl::StatusOr<BucketPlan> MakeBucketPlan(const std::vector<TensorSpec>& specs,
                                           size_t bucket_bytes);
 
-// Bytes of the plan's largest bucket (<= bucket_bytes); 0 for no buckets.
-size_t LargestBucketBytes(const BucketPlan& plan);
-
 // FNV-1a over bucket_bytes and every spec's name, dtype and shape.
 uint64_t PlanHash(const std::vector<TensorSpec>& specs, size_t bucket_bytes);
 
