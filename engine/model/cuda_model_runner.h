@@ -70,8 +70,6 @@ class CudaModelRunner : public ModelRunner {
   void WeightsDiscarded() override {}
   int64_t NumStaleWeights() const override { return 0; }
 
-  size_t device_weight_bytes() const { return model_->weight_bytes(); }
-
  private:
   explicit CudaModelRunner(const Options& options) : options_(options) {}
 
