@@ -15,7 +15,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "proto/base/auth.h"
+#include "proto/server/auth.h"
 
 namespace colo {
 namespace controller {

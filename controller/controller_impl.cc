@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "controller/verify.h"
-#include "proto/base/logging.h"
-#include "proto/base/status_macros.h"
+#include "proto/logging/logging.h"
+#include "proto/status/status_macros.h"
 
 namespace colo {
 namespace controller {

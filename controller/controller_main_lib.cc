@@ -18,12 +18,12 @@
 #include "controller/grpc_engine_client.h"
 #include "controller/journal.h"
 #include "controller/metrics.h"
-#include "proto/base/metrics_http_server.h"
+#include "proto/server/metrics_http_server.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
-#include "proto/base/auth.h"
-#include "proto/base/grpc_server.h"
-#include "proto/base/logging.h"
+#include "proto/server/auth.h"
+#include "proto/server/grpc_server.h"
+#include "proto/logging/logging.h"
 
 ABSL_FLAG(int, port, 0, "Port to serve on (0 picks a free port).");
 ABSL_FLAG(std::string, host, "127.0.0.1",

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
-#include "proto/base/grpc_status.h"
+#include "proto/status/grpc_status.h"
 
 namespace colo {
 namespace controller {

@@ -6,7 +6,7 @@
 #include "absl/time/time.h"
 #include "colo/v1/controller.grpc.pb.h"
 #include "controller/controller_impl.h"
-#include "proto/base/auth.h"
+#include "proto/server/auth.h"
 
 namespace colo {
 namespace controller {

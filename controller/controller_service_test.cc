@@ -15,7 +15,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
-#include "proto/base/grpc_status.h"
+#include "proto/status/grpc_status.h"
 #include "tests/util/status_matchers.h"
 
 namespace colo {

@@ -10,8 +10,8 @@
 #include "absl/strings/strip.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/support/channel_arguments.h"
-#include "proto/base/auth.h"
-#include "proto/base/grpc_status.h"
+#include "proto/server/auth.h"
+#include "proto/status/grpc_status.h"
 
 namespace colo {
 namespace controller {

@@ -9,8 +9,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "proto/base/logging.h"
-#include "proto/base/status_macros.h"
+#include "proto/logging/logging.h"
+#include "proto/status/status_macros.h"
 
 namespace colo {
 namespace controller {

@@ -1,5 +1,5 @@
 // Prometheus text exposition of the controller's state (served over HTTP by
-// proto/base/metrics_http_server.h on --metrics_port).
+// proto/server/metrics_http_server.h on --metrics_port).
 #ifndef COLO_CONTROLLER_METRICS_H_
 #define COLO_CONTROLLER_METRICS_H_
 

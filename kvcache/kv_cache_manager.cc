@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "proto/base/logging.h"
-#include "proto/base/status_macros.h"
+#include "proto/logging/logging.h"
+#include "proto/status/status_macros.h"
 
 namespace colo::kvcache {
 namespace {

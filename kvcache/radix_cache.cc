@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "proto/base/logging.h"
+#include "proto/logging/logging.h"
 
 namespace colo::kvcache {
 namespace {

@@ -7,7 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "proto/base/grpc_status.h"
+#include "proto/status/grpc_status.h"
 #include "weight_sync/tcp_store.h"
 
 namespace colo {

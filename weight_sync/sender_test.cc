@@ -14,7 +14,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
-#include "proto/base/grpc_status.h"
+#include "proto/status/grpc_status.h"
 #include "tests/util/status_matchers.h"
 #include "weight_sync/sender_main_lib.h"
 #include "weight_sync/testing/weight_sync_test_engine.h"

@@ -17,8 +17,8 @@
 #include "absl/strings/str_join.h"
 #include "engine/model/model_config.h"
 #include "grpcpp/grpcpp.h"
-#include "proto/base/auth.h"
-#include "proto/base/status_macros.h"
+#include "proto/server/auth.h"
+#include "proto/status/status_macros.h"
 
 namespace colo {
 namespace controller {

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "controller/demo/demo_trainer.h"
-#include "proto/base/auth.h"
+#include "proto/server/auth.h"
 
 ABSL_FLAG(std::string, controller, "", "host:port of the colo-controller.");
 ABSL_FLAG(std::string, model, "", "Model directory the engines were started with (step 0).");

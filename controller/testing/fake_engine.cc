@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "proto/base/grpc_status.h"
+#include "proto/status/grpc_status.h"
 
 namespace colo {
 namespace controller {

@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/device/cpu_backend.h"
 #include "engine/device/cuda_backend.h"
-#include "proto/base/logging.h"
+#include "proto/logging/logging.h"
 
 namespace colo {
 namespace engine {

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "proto/base/logging.h"
+#include "proto/logging/logging.h"
 
 namespace colo {
 namespace engine {

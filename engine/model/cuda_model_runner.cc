@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_status.h"
-#include "proto/base/logging.h"
+#include "proto/logging/logging.h"
 
 namespace colo {
 namespace engine {

@@ -14,7 +14,7 @@
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/swiglu.h"
-#include "proto/base/logging.h"
+#include "proto/logging/logging.h"
 
 namespace colo {
 namespace engine {

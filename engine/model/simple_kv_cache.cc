@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "proto/base/logging.h"
+#include "proto/logging/logging.h"
 
 namespace colo {
 namespace engine {

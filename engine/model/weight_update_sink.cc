@@ -8,7 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "proto/base/logging.h"
+#include "proto/logging/logging.h"
 
 namespace colo {
 namespace engine {

@@ -8,8 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "engine/model/cpu_model_runner.h"
-#include "proto/base/logging.h"
-#include "proto/base/status_macros.h"
+#include "proto/logging/logging.h"
+#include "proto/status/status_macros.h"
 
 namespace colo::engine {
 

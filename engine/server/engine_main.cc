@@ -16,10 +16,10 @@
 #include "engine/server/engine_runtime.h"
 #include "engine/server/engine_service.h"
 #include "grpcpp/security/server_credentials.h"
-#include "proto/base/auth.h"
-#include "proto/base/grpc_server.h"
-#include "proto/base/logging.h"
-#include "proto/base/metrics_http_server.h"
+#include "proto/server/auth.h"
+#include "proto/server/grpc_server.h"
+#include "proto/logging/logging.h"
+#include "proto/server/metrics_http_server.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free port.");

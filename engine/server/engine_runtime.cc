@@ -11,8 +11,8 @@
 #include "engine/device/device_backend_factory.h"
 #include "engine/memory/memory_tag.h"
 #include "engine/model/cpu_model_runner.h"
-#include "proto/base/logging.h"
-#include "proto/base/status_macros.h"
+#include "proto/logging/logging.h"
+#include "proto/status/status_macros.h"
 
 #ifdef COLO_WITH_CUDA_FORWARD
 #include "engine/model/cuda_model_runner.h"

@@ -8,8 +8,8 @@
 #include "engine/memory/memory_tag.h"
 #include "engine/scheduler/pause_mode.h"
 #include "engine/server/request_validation.h"
-#include "proto/base/grpc_status.h"
-#include "proto/base/logging.h"
+#include "proto/status/grpc_status.h"
+#include "proto/logging/logging.h"
 
 namespace colo::engine {
 namespace {

@@ -18,7 +18,7 @@
 #include "engine/server/engine_runtime.h"
 #include "engine/server/weight_update_service.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "proto/base/auth.h"
+#include "proto/server/auth.h"
 
 namespace colo::engine {
 

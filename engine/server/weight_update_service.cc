@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/memory/memory_tag.h"
-#include "proto/base/logging.h"
+#include "proto/logging/logging.h"
 
 namespace colo::engine {
 namespace {

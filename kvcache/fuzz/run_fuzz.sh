@@ -20,7 +20,7 @@ SRCS=(
   kvcache/kv_storage.cc
   kvcache/radix_cache.cc
   kvcache/page_allocator.cc
-  proto/base/logging.cc
+  proto/logging/logging.cc
 )
 # The memory layer the cache allocates from (TaggedPool over the CPU backend).
 for f in engine/memory/memory_tag.cc engine/memory/tagged_pool.cc \

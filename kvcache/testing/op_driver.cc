@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "proto/base/status_macros.h"
+#include "proto/status/status_macros.h"
 
 namespace colo::kvcache::test_support {
 namespace {

@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "engine/device/cpu_backend.h"
-#include "proto/base/status_macros.h"
+#include "proto/status/status_macros.h"
 
 namespace colo::kvcache::test_support {
 

@@ -21,7 +21,7 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/engine/engine_fixture.h"
-#include "proto/base/status_macros.h"
+#include "proto/status/status_macros.h"
 #include "tests/util/status_matchers.h"
 
 namespace colo::test_util {

@@ -14,7 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proto/base/status_macros.h"
+#include "proto/status/status_macros.h"
 #include "tests/util/status_matchers.h"
 #include "tests/weight_sync/weight_sync_fixture.h"
 #include "weight_sync/sender.h"

@@ -4,7 +4,7 @@
 
 #include "engine/model/model_config.h"
 #include "engine/model/safetensors.h"
-#include "proto/base/grpc_status.h"
+#include "proto/status/grpc_status.h"
 
 namespace colo {
 namespace weight_sync {

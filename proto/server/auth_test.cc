@@ -1,4 +1,4 @@
-#include "proto/base/auth.h"
+#include "proto/server/auth.h"
 
 #include <cstdio>
 #include <fstream>

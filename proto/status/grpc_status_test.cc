@@ -1,8 +1,8 @@
-#include "proto/base/grpc_status.h"
+#include "proto/status/grpc_status.h"
 
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
-#include "proto/base/status_macros.h"
+#include "proto/status/status_macros.h"
 
 namespace colo {
 namespace {

@@ -1,4 +1,4 @@
-#include "proto/base/grpc_status.h"
+#include "proto/status/grpc_status.h"
 
 #include <string>
 

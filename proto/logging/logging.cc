@@ -1,4 +1,4 @@
-#include "proto/base/logging.h"
+#include "proto/logging/logging.h"
 
 #include <sys/syscall.h>
 #include <sys/time.h>

@@ -1,4 +1,4 @@
-#include "proto/base/metrics_http_server.h"
+#include "proto/server/metrics_http_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
