@@ -16,7 +16,10 @@ colo-tokenize over a few thousand strings per tokenizer and requires:
     byte-level characters, and the tokens' bytes are the input bytes);
     SentencePiece tokenizers see U+FFFD (Python's errors="replace").
 
-Usage: hf_tokenizer_parity_test.py COLO_TOKENIZE [--strings N]
+Also: the tokenizer colo-tiny-model writes (vocab 64, 256, 300, 4096) loads
+in transformers' AutoTokenizer, which gives the same ids and text as colo.
+
+Usage: hf_tokenizer_parity_test.py COLO_TOKENIZE [--tiny_model COLO_TINY_MODEL] [--strings N]
 """
 import argparse
 import json
@@ -368,10 +371,40 @@ def sp_decode(sp, ids, skip):
     return out
 
 
+def compare_tiny_models(binary, tiny_model, tmp, strings):
+    from transformers import AutoTokenizer
+    for vocab in (64, 256, 300, 4096):
+        d = os.path.join(tmp, f"tiny{vocab}")
+        subprocess.run([tiny_model, "--out=" + d, f"--vocab={vocab}", "--layers=1", "--hidden=16", "--heads=2",
+                        "--kv_heads=1"], check=True, stdout=subprocess.DEVNULL)
+        hf = AutoTokenizer.from_pretrained(d)
+        check(len(hf) == vocab, f"tiny{vocab}: AutoTokenizer has {len(hf)} ids")
+        reqs, expect = [{"info": True}], [None]
+        for s in strings:
+            for add in (True, False):
+                reqs.append({"encode": s, "add_special_tokens": add})
+                expect.append(("encode", s, add, hf(s, add_special_tokens=add)["input_ids"]))
+        replies = run_cli(binary, d, reqs)
+        info = replies[0]
+        check(info.get("vocab_size") == vocab and info.get("bos_id") == hf.bos_token_id and
+              info.get("eos_id") == hf.eos_token_id and info.get("pad_id") == hf.pad_token_id,
+              f"tiny{vocab} info {info} vs bos {hf.bos_token_id} eos {hf.eos_token_id} pad {hf.pad_token_id}")
+        decode_reqs, decode_expect = [], []
+        for (kind, s, add, want), got in zip(expect[1:], replies[1:]):
+            check(got.get("ids") == want, f"tiny{vocab} encode add_special={add} {s!r}: colo {got} hf {want}")
+            for skip in (False, True):
+                decode_reqs.append({"decode": want, "skip_special_tokens": skip})
+                decode_expect.append((want, skip, hf.decode(want, skip_special_tokens=skip)))
+        for (ids, skip, want), got in zip(decode_expect, run_cli(binary, d, decode_reqs)):
+            check(got.get("text") == want, f"tiny{vocab} decode skip={skip} {ids}: colo {got} hf {want!r}")
+        print(f"tiny{vocab}: {len(strings)} strings through AutoTokenizer", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("colo_tokenize")
     ap.add_argument("--strings", type=int, default=3000)
+    ap.add_argument("--tiny_model", help="colo-tiny-model binary (checks its tokenizer in AutoTokenizer)")
     args = ap.parse_args()
     train = corpus.make_strings(seed=1, count=4000, added=())
     strings = corpus.make_strings(seed=2, count=args.strings, added=ADDED_TEXT)
@@ -399,6 +432,8 @@ def main():
                           args.colo_tokenize, tmp, strings, invalid, byte_level=False)
         compare_tokenizer("sentencepiece_json_metaspace", sentencepiece_json(model_file, legacy=False),
                           args.colo_tokenize, tmp, strings, invalid, byte_level=False)
+        if args.tiny_model:
+            compare_tiny_models(args.colo_tokenize, args.tiny_model, tmp, strings[:1000])
     if failures:
         print(f"FAILED: {len(failures)} mismatches", file=sys.stderr)
         sys.exit(1)

@@ -8,4 +8,5 @@ if ! "$PY" -c "import tokenizers, sentencepiece, transformers" 2>/dev/null; then
   exit 0
 fi
 exec "$PY" "$TEST_SRCDIR/colo/tests/tokenizer/hf_tokenizer_parity_test.py" \
-  "$TEST_SRCDIR/colo/engine/tokenizer/colo-tokenize" "$@"
+  "$TEST_SRCDIR/colo/engine/tokenizer/colo-tokenize" \
+  --tiny_model "$TEST_SRCDIR/colo/engine/model/colo-tiny-model" "$@"
