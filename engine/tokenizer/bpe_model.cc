@@ -45,7 +45,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   int32_t limit = 0;
   for (const auto& [token, id] : vocab) {
     if (id < 0 || id >= kMaxId) {
-      return absl::InvalidArgumentError(absl::StrCat("model.vocab: id ", id, " of token \"", token,
+      return absl::InvalidArgumentError(absl::StrCat("vocab: id ", id, " of token \"", token,
                                                      "\" is out of range"));
     }
     limit = std::max(limit, id + 1);
@@ -65,7 +65,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     auto ia = m->vocab_.find(a);
     auto ib = m->vocab_.find(b);
     if (ia == m->vocab_.end() || ib == m->vocab_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("model.merges[", rank, "]: \"", a, "\" \"", b,
+      return absl::InvalidArgumentError(absl::StrCat("merges[", rank, "]: \"", a, "\" \"", b,
                                                      "\" uses a token that is not in the vocabulary"));
     }
     std::string merged = a;
@@ -76,7 +76,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     }
     auto in = m->vocab_.find(merged);
     if (in == m->vocab_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("model.merges[", rank, "]: \"", a, "\" \"", b,
+      return absl::InvalidArgumentError(absl::StrCat("merges[", rank, "]: \"", a, "\" \"", b,
                                                      "\" makes \"", merged,
                                                      "\", which is not in the vocabulary"));
     }
@@ -86,7 +86,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   if (m->options_.unk_token.has_value()) {
     auto it = m->vocab_.find(*m->options_.unk_token);
     if (it == m->vocab_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("model.unk_token: \"", *m->options_.unk_token,
+      return absl::InvalidArgumentError(absl::StrCat("unk_token: \"", *m->options_.unk_token,
                                                      "\" is not in the vocabulary"));
     }
     m->unk_id_ = it->second;
@@ -168,7 +168,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const Json& model, 
   }
   absl::StatusOr<std::unique_ptr<BpeModel>> m = Create(std::move(vocab), merges, std::move(o));
   if (!m.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", m.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(where, ".", m.status().message()));
   }
   return m;
 }
@@ -288,6 +288,7 @@ void BpeModel::Tokenize(absl::string_view word, std::vector<int32_t>* out) const
   MergeAll(&ids);
   out->insert(out->end(), ids.begin(), ids.end());
   cache_.Insert(word, out->data() + start, ids.size());
+  if (ids.capacity() > (1 << 16)) std::vector<int32_t>().swap(ids);  // after a huge word
 }
 
 }  // namespace tokenizer

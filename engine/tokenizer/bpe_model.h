@@ -37,7 +37,8 @@ class BpeModel {
  public:
   // `vocab`: token -> id; `merges`: pairs in rank order, each pair's
   // concatenation (minus the continuing prefix of the right part) must be in
-  // the vocabulary. INVALID_ARGUMENT naming the merge otherwise.
+  // the vocabulary. INVALID_ARGUMENT naming the merge ("merges[3]: ...")
+  // otherwise.
   static absl::StatusOr<std::unique_ptr<BpeModel>> Create(
       std::vector<std::pair<std::string, int32_t>> vocab,
       const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options);

@@ -155,6 +155,10 @@ absl::Status HfTokenizer::EncodeValid(absl::string_view text, bool at_origin, st
     if (!s.ok()) return s;
     for (size_t i = 0; i < pieces.spans.size(); ++i) model_->Tokenize(pieces.piece(i), ids);
   }
+  // Per-thread scratch: do not keep a huge input's buffers alive.
+  constexpr size_t kKeepBytes = 1 << 20;
+  if (pieces.text.capacity() > kKeepBytes) pieces = PieceList();
+  if (segments.capacity() > kKeepBytes / 64) std::vector<Segment>().swap(segments);
   return absl::OkStatus();
 }
 

@@ -79,6 +79,13 @@ TEST(HfTokenizerTest, UnsupportedPartsNameTheField) {
   m.erase("model");
   EXPECT_THAT(load(m), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model: missing")));
   EXPECT_THAT(HfTokenizer::FromJson("[1, 2]"), StatusIs(absl::StatusCode::kInvalidArgument));
+  m = j;
+  m["model"]["merges"] = {"h \u2581"};
+  EXPECT_THAT(load(m), StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("tokenizer.json: model.merges[0]: \"h\" \"\u2581\"")));
+  std::string deep = "{\"normalizer\": ";
+  for (int i = 0; i < 100000; ++i) deep += "{\"type\": \"Sequence\", \"normalizers\": [";
+  EXPECT_THAT(HfTokenizer::FromJson(deep), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nested")));
   EXPECT_THAT(HfTokenizer::FromJson("{\"model\": "), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 

@@ -20,7 +20,10 @@ namespace tokenizer {
 
 using Json = nlohmann::json;
 
-// Parses `text` (INVALID_ARGUMENT naming `file` when it is not JSON).
+inline constexpr int kMaxJsonDepth = 64;
+
+// Parses `text` (INVALID_ARGUMENT naming `file` when it is not JSON or nests
+// arrays/objects deeper than kMaxJsonDepth: the stage builders recurse).
 absl::StatusOr<Json> ParseJson(absl::string_view text, absl::string_view file);
 // Reads and parses a file; NOT_FOUND when it does not exist.
 absl::StatusOr<Json> ReadJsonFile(const std::string& path, absl::string_view file);

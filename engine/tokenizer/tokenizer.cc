@@ -175,8 +175,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& mo
   tokenizer->bos_id_ = *id;
   if (!(id = ConfigTokenId(*config, "eos_token", *tokenizer)).ok()) return id.status();
   tokenizer->eos_id_ = *id;
-  if (!(id = ConfigTokenId(*config, "pad_token", *tokenizer)).ok()) return id.status();
-  tokenizer->pad_id_ = *id;
+  // A pad token outside the vocabulary (transformers would append it as a
+  // new id the model never produces) leaves pad_id unset.
+  absl::StatusOr<std::optional<std::string>> pad = ConfigToken(*config, "pad_token");
+  if (!pad.ok()) return pad.status();
+  if (pad->has_value()) tokenizer->pad_id_ = tokenizer->TokenToId(**pad);
   if (sp != nullptr) {
     if (!tokenizer->bos_id_.has_value()) tokenizer->bos_id_ = sp->model_bos_id();
     if (!tokenizer->eos_id_.has_value()) tokenizer->eos_id_ = sp->model_eos_id();

@@ -128,6 +128,11 @@ TEST(TokenizerTest, MalformedConfigFilesNameTheField) {
   WriteFile(dir + "/tokenizer_config.json", R"({"eos_token": "<|nope|>"})");
   EXPECT_THAT(Tokenizer::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument,
                                              HasSubstr("tokenizer_config.json: eos_token")));
+  WriteFile(dir + "/tokenizer_config.json", R"({"pad_token": 5})");
+  EXPECT_THAT(Tokenizer::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pad_token")));
+  WriteFile(dir + "/tokenizer_config.json", R"({"pad_token": "<|not in vocab|>"})");
+  ASSERT_OK_AND_ASSIGN(auto lenient, Tokenizer::Load(dir));
+  EXPECT_EQ(lenient->pad_id(), std::nullopt);
   WriteFile(dir + "/tokenizer_config.json", R"({"add_bos_token": "yes"})");
   EXPECT_THAT(Tokenizer::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("add_bos_token")));
 }
