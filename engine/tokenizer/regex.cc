@@ -74,6 +74,16 @@ std::string OnigurumaToPcre2(absl::string_view pattern) {
             out.append("[^").append(kWord.data(), kWord.size()).append("]");
           }
           break;
+        case 'h':  // Oniguruma: a hex digit (PCRE2: horizontal space)
+          out.append(in_class ? "0-9a-fA-F" : "[0-9a-fA-F]");
+          break;
+        case 'H':
+          if (in_class) {
+            out.append("\\H");
+          } else {
+            out.append("[^0-9a-fA-F]");
+          }
+          break;
         case 'Q':
           quoted = true;
           out.append("\\Q");

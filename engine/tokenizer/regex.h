@@ -25,8 +25,9 @@ namespace tokenizer {
 // Rewrites the escapes whose meaning differs between Oniguruma (Unicode
 // mode) and PCRE2 with UCP: \s / \S become \p{White_Space} / \P{...}
 // (PCRE2's \s also takes U+180E), \w / \W become Oniguruma's word class
-// (letters, marks, decimal digits, connector punctuation). \W inside a
-// character class is left to PCRE2.
+// (letters, marks, decimal digits, connector punctuation), \h / \H are hex
+// digits as in Oniguruma (PCRE2: horizontal space). \W and \H inside a
+// character class are left to PCRE2.
 std::string OnigurumaToPcre2(absl::string_view pattern);
 
 class Regex {

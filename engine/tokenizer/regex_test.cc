@@ -25,6 +25,7 @@ TEST(RegexTest, TranslatesOnigurumaClasses) {
   EXPECT_EQ(OnigurumaToPcre2(R"(\\s)"), R"(\\s)");      // an escaped backslash, then 's'
   EXPECT_EQ(OnigurumaToPcre2(R"(\Q\s\E\s)"), R"(\Q\s\E\p{White_Space})");
   EXPECT_EQ(OnigurumaToPcre2(R"([]\s])"), R"([]\p{White_Space}])");
+  EXPECT_EQ(OnigurumaToPcre2(R"(\h+[\h_])"), R"([0-9a-fA-F]+[0-9a-fA-F_])");
 }
 
 TEST(RegexTest, Llama3PatternSplits) {
