@@ -11,10 +11,9 @@
 #include <algorithm>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -79,7 +78,8 @@ int Run() {
   };
   const double cold_s = encode_all();
   double best_encode = cold_s;
-  for (int r = 0; r < absl::GetFlag(FLAGS_rounds); ++r) best_encode = std::min(best_encode, encode_all());
+  for (int r = 0; r < absl::GetFlag(FLAGS_rounds); ++r)
+    best_encode = std::min(best_encode, encode_all());
   size_t tokens = 0;
   for (const auto& v : ids) tokens += v.size();
 

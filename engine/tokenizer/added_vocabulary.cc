@@ -73,7 +73,8 @@ int32_t AddedVocabulary::Matcher::Find(absl::string_view text, size_t from, size
     int32_t best = -1;
     size_t best_end = 0;
     for (size_t j = i; j < text.size(); ++j) {
-      auto it = edges_.find((static_cast<uint64_t>(node) << 8) | static_cast<unsigned char>(text[j]));
+      auto it =
+          edges_.find((static_cast<uint64_t>(node) << 8) | static_cast<unsigned char>(text[j]));
       if (it == edges_.end()) break;
       node = it->second;
       auto t = terminal_.find(node);
@@ -96,8 +97,9 @@ AddedVocabulary::AddedVocabulary(std::vector<AddedToken> tokens, const Normalize
   // tokenizers orders its matchers' patterns special tokens first.
   std::vector<size_t> order(tokens_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [this](size_t a, size_t b) { return tokens_[a].special && !tokens_[b].special; });
+  std::stable_sort(order.begin(), order.end(), [this](size_t a, size_t b) {
+    return tokens_[a].special && !tokens_[b].special;
+  });
   for (size_t i : order) {
     const AddedToken& t = tokens_[i];
     if (t.normalized) {
@@ -162,7 +164,8 @@ void AddedVocabulary::SplitWith(const Matcher& matcher, absl::string_view text, 
   if (start_offset < text.size()) emit_text(start_offset, text.size());
 }
 
-void AddedVocabulary::Split(absl::string_view text, bool at_origin, std::vector<Segment>* out) const {
+void AddedVocabulary::Split(absl::string_view text, bool at_origin,
+                            std::vector<Segment>* out) const {
   if (text.empty()) return;
   SplitWith(raw_, text, at_origin, /*normalize_rest=*/true, out);
 }

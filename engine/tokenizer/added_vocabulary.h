@@ -12,10 +12,10 @@
 #include <bitset>
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "engine/tokenizer/normalizer.h"
 
 namespace colo {
@@ -66,14 +66,14 @@ class AddedVocabulary {
 
    private:
     std::bitset<256> first_bytes_;
-    absl::flat_hash_map<uint64_t, int32_t> edges_;  // (node << 8 | byte) -> node
+    absl::flat_hash_map<uint64_t, int32_t> edges_;    // (node << 8 | byte) -> node
     absl::flat_hash_map<int32_t, int32_t> terminal_;  // node -> token index
-    int32_t nodes_ = 1;  // node 0 is the root
+    int32_t nodes_ = 1;                               // node 0 is the root
   };
 
   // tokenizers' find_matches + split: appends the parts of `text`.
-  void SplitWith(const Matcher& matcher, absl::string_view text, bool at_origin, bool normalize_rest,
-                 std::vector<Segment>* out) const;
+  void SplitWith(const Matcher& matcher, absl::string_view text, bool at_origin,
+                 bool normalize_rest, std::vector<Segment>* out) const;
 
   const std::vector<AddedToken> tokens_;
   const Normalizer* const normalizer_;

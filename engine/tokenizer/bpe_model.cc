@@ -45,8 +45,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   int32_t limit = 0;
   for (const auto& [token, id] : vocab) {
     if (id < 0 || id >= kMaxId) {
-      return absl::InvalidArgumentError(absl::StrCat("vocab: id ", id, " of token \"", token,
-                                                     "\" is out of range"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("vocab: id ", id, " of token \"", token, "\" is out of range"));
     }
     limit = std::max(limit, id + 1);
   }
@@ -65,8 +65,9 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     auto ia = m->vocab_.find(a);
     auto ib = m->vocab_.find(b);
     if (ia == m->vocab_.end() || ib == m->vocab_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("merges[", rank, "]: \"", a, "\" \"", b,
-                                                     "\" uses a token that is not in the vocabulary"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("merges[", rank, "]: \"", a, "\" \"", b,
+                       "\" uses a token that is not in the vocabulary"));
     }
     std::string merged = a;
     if (!prefix.empty() && b.compare(0, prefix.size(), prefix) == 0) {
@@ -86,8 +87,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   if (m->options_.unk_token.has_value()) {
     auto it = m->vocab_.find(*m->options_.unk_token);
     if (it == m->vocab_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("unk_token: \"", *m->options_.unk_token,
-                                                     "\" is not in the vocabulary"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unk_token: \"", *m->options_.unk_token, "\" is not in the vocabulary"));
     }
     m->unk_id_ = it->second;
   }
@@ -101,7 +102,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   return m;
 }
 
-absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const Json& model, absl::string_view where) {
+absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const Json& model,
+                                                             absl::string_view where) {
   BpeOptions o;
   std::optional<double> dropout;
   absl::Status s = GetDouble(model, where, "dropout", &dropout);
@@ -120,7 +122,9 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const Json& model, 
     if (!(s = GetString(model, where, "unk_token", &unk)).ok()) return s;
     o.unk_token = unk;
   }
-  if (!(s = GetString(model, where, "continuing_subword_prefix", &o.continuing_subword_prefix)).ok()) return s;
+  if (!(s = GetString(model, where, "continuing_subword_prefix", &o.continuing_subword_prefix))
+           .ok())
+    return s;
   if (!(s = GetString(model, where, "end_of_word_suffix", &o.end_of_word_suffix)).ok()) return s;
   if (!(s = GetBool(model, where, "fuse_unk", &o.fuse_unk)).ok()) return s;
   if (!(s = GetBool(model, where, "byte_fallback", &o.byte_fallback)).ok()) return s;
@@ -128,7 +132,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const Json& model, 
 
   absl::StatusOr<const Json*> vocab_json = GetRequired(model, where, "vocab");
   if (!vocab_json.ok()) return vocab_json.status();
-  if (!(*vocab_json)->is_object()) return FieldError(where, "vocab", "expected an object token -> id");
+  if (!(*vocab_json)->is_object())
+    return FieldError(where, "vocab", "expected an object token -> id");
   std::vector<std::pair<std::string, int32_t>> vocab;
   vocab.reserve((*vocab_json)->size());
   for (auto it = (*vocab_json)->begin(); it != (*vocab_json)->end(); ++it) {
@@ -137,7 +142,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const Json& model, 
     }
     const int64_t id = it.value().get<int64_t>();
     if (id < 0 || id >= kMaxId) {
-      return FieldError(where, "vocab", absl::StrCat("id ", id, " of \"", it.key(), "\" is out of range"));
+      return FieldError(where, "vocab",
+                        absl::StrCat("id ", id, " of \"", it.key(), "\" is out of range"));
     }
     vocab.emplace_back(it.key(), static_cast<int32_t>(id));
   }
@@ -155,14 +161,16 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const Json& model, 
         const std::string& line = e.get_ref<const std::string&>();
         const size_t space = line.find(' ');
         if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos) {
-          return FieldError(where, absl::StrCat("merges[", i, "]"),
-                            absl::StrCat("\"", line, "\" is not two tokens separated by one space"));
+          return FieldError(
+              where, absl::StrCat("merges[", i, "]"),
+              absl::StrCat("\"", line, "\" is not two tokens separated by one space"));
         }
         merges.emplace_back(line.substr(0, space), line.substr(space + 1));
       } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
         merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
       } else {
-        return FieldError(where, absl::StrCat("merges[", i, "]"), "expected \"a b\" or [\"a\", \"b\"]");
+        return FieldError(where, absl::StrCat("merges[", i, "]"),
+                          "expected \"a b\" or [\"a\", \"b\"]");
       }
     }
   }
@@ -185,7 +193,8 @@ const std::string* BpeModel::IdToToken(int32_t id) const {
 }
 
 void BpeModel::InitialSymbols(absl::string_view word, std::vector<int32_t>* ids) const {
-  const bool decorate = !options_.continuing_subword_prefix.empty() || !options_.end_of_word_suffix.empty();
+  const bool decorate =
+      !options_.continuing_subword_prefix.empty() || !options_.end_of_word_suffix.empty();
   std::optional<int32_t> pending_unk;
   std::string buf;
   size_t i = 0;

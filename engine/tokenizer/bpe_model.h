@@ -12,12 +12,12 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/tokenizer/json_fields.h"
 #include "engine/tokenizer/word_cache.h"
 
@@ -44,7 +44,8 @@ class BpeModel {
       const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options);
 
   // From tokenizer.json's "model" object; `where` names it in errors.
-  static absl::StatusOr<std::unique_ptr<BpeModel>> FromJson(const Json& model, absl::string_view where);
+  static absl::StatusOr<std::unique_ptr<BpeModel>> FromJson(const Json& model,
+                                                            absl::string_view where);
 
   // Appends the ids of `word` (one pre-tokenized piece, valid UTF-8).
   void Tokenize(absl::string_view word, std::vector<int32_t>* out) const;

@@ -21,15 +21,18 @@ std::vector<int32_t> Tokenize(const BpeModel& m, const std::string& word) {
 }
 
 std::unique_ptr<BpeModel> Make(std::vector<std::pair<std::string, int32_t>> vocab,
-                               std::vector<std::pair<std::string, std::string>> merges, BpeOptions o = {}) {
-  absl::StatusOr<std::unique_ptr<BpeModel>> m = BpeModel::Create(std::move(vocab), merges, std::move(o));
+                               std::vector<std::pair<std::string, std::string>> merges,
+                               BpeOptions o = {}) {
+  absl::StatusOr<std::unique_ptr<BpeModel>> m =
+      BpeModel::Create(std::move(vocab), merges, std::move(o));
   EXPECT_OK(m.status());
   return m.ok() ? std::move(*m) : nullptr;
 }
 
 TEST(BpeModelTest, LowestRankFirstLeftmostAmongEquals) {
   // "aaa" with (a a): the leftmost pair merges first -> [aa, a].
-  auto m = Make({{"a", 0}, {"b", 1}, {"aa", 2}, {"ab", 3}, {"aab", 4}}, {{"a", "a"}, {"a", "b"}, {"aa", "b"}});
+  auto m = Make({{"a", 0}, {"b", 1}, {"aa", 2}, {"ab", 3}, {"aab", 4}},
+                {{"a", "a"}, {"a", "b"}, {"aa", "b"}});
   EXPECT_THAT(Tokenize(*m, "aaa"), ElementsAre(2, 0));
   // "aab": (a a) has rank 0 < (a b) rank 1 -> aa + b -> aab.
   EXPECT_THAT(Tokenize(*m, "aab"), ElementsAre(4));

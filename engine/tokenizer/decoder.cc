@@ -167,7 +167,8 @@ class StripDecoder : public Decoder {
 
 class SequenceDecoder : public Decoder {
  public:
-  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> stages) : stages_(std::move(stages)) {}
+  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> stages)
+      : stages_(std::move(stages)) {}
   void DecodeChain(std::vector<std::string>* tokens) const override {
     for (const auto& s : stages_) s->DecodeChain(tokens);
   }
@@ -184,7 +185,8 @@ class SequenceDecoder : public Decoder {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Decoder>> DecoderFromJson(const Json& spec, absl::string_view where) {
+absl::StatusOr<std::unique_ptr<Decoder>> DecoderFromJson(const Json& spec,
+                                                         absl::string_view where) {
   std::string type;
   absl::Status s = GetString(spec, where, "type", &type, true);
   if (!s.ok()) return s;
@@ -210,13 +212,9 @@ absl::StatusOr<std::unique_ptr<Decoder>> DecoderFromJson(const Json& spec, absl:
     return std::make_unique<MetaspaceDecoder>(std::move(replacement), strip_first);
   }
   if (type == "Replace") {
-    absl::StatusOr<const Json*> p = GetRequired(spec, where, "pattern");
-    if (!p.ok()) return p.status();
-    absl::StatusOr<Pattern> pattern = Pattern::FromJson(**p, FieldPath(where, "pattern"));
-    if (!pattern.ok()) return pattern.status();
-    std::string content;
-    if (!(s = GetString(spec, where, "content", &content, true)).ok()) return s;
-    return std::make_unique<ReplaceDecoder>(std::move(*pattern), std::move(content));
+    absl::StatusOr<Replacement> r = ReplacementFromJson(spec, where);
+    if (!r.ok()) return r.status();
+    return std::make_unique<ReplaceDecoder>(std::move(r->pattern), std::move(r->content));
   }
   if (type == "Strip") {
     std::string content;
@@ -230,17 +228,9 @@ absl::StatusOr<std::unique_ptr<Decoder>> DecoderFromJson(const Json& spec, absl:
                                           static_cast<size_t>(stop));
   }
   if (type == "Sequence") {
-    absl::StatusOr<const Json*> list = GetRequired(spec, where, "decoders");
-    if (!list.ok()) return list.status();
-    if (!(*list)->is_array()) return FieldError(where, "decoders", "expected an array");
-    std::vector<std::unique_ptr<Decoder>> stages;
-    for (size_t i = 0; i < (*list)->size(); ++i) {
-      absl::StatusOr<std::unique_ptr<Decoder>> d =
-          DecoderFromJson((**list)[i], IndexPath(FieldPath(where, "decoders"), i));
-      if (!d.ok()) return d.status();
-      stages.push_back(std::move(*d));
-    }
-    return std::make_unique<SequenceDecoder>(std::move(stages));
+    auto stages = BuildList<Decoder>(spec, where, "decoders", DecoderFromJson);
+    if (!stages.ok()) return stages.status();
+    return std::make_unique<SequenceDecoder>(std::move(*stages));
   }
   return FieldError(where, "type",
                     absl::StrCat("decoder \"", type,

@@ -14,7 +14,8 @@ constexpr absl::string_view kFile = "tokenizer.json: ";
 
 class BosEosPostProcessor : public PostProcessor {
  public:
-  BosEosPostProcessor(std::optional<int32_t> bos, std::optional<int32_t> eos) : bos_(bos), eos_(eos) {}
+  BosEosPostProcessor(std::optional<int32_t> bos, std::optional<int32_t> eos)
+      : bos_(bos), eos_(eos) {}
   void Process(std::vector<int32_t>* ids) const override {
     if (bos_.has_value()) ids->insert(ids->begin(), *bos_);
     if (eos_.has_value()) ids->push_back(*eos_);
@@ -38,7 +39,8 @@ absl::StatusOr<std::vector<AddedToken>> ParseAddedTokens(const Json& root, const
     int64_t id = -1;
     absl::Status s;
     if (!(s = GetInt(e, where, "id", &id, true)).ok()) return s;
-    if (id < 0 || id >= (1 << 24)) return FieldError(where, "id", absl::StrCat(id, " is out of range"));
+    if (id < 0 || id >= (1 << 24))
+      return FieldError(where, "id", absl::StrCat(id, " is out of range"));
     if (!(s = GetString(e, where, "content", &t.content, true)).ok()) return s;
     if (t.content.empty()) return FieldError(where, "content", "is empty");
     if (!IsValidUtf8(t.content)) return FieldError(where, "content", "is not valid UTF-8");
@@ -69,7 +71,8 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromJson(absl::string_
   absl::StatusOr<Json> parsed = ParseJson(json_text, "tokenizer.json");
   if (!parsed.ok()) return parsed.status();
   const Json& root = *parsed;
-  if (!root.is_object()) return absl::InvalidArgumentError("tokenizer.json: expected a JSON object");
+  if (!root.is_object())
+    return absl::InvalidArgumentError("tokenizer.json: expected a JSON object");
   std::unique_ptr<HfTokenizer> t(new HfTokenizer());
 
   absl::StatusOr<const Json*> model = GetRequired(root, kFile, "model");
@@ -89,7 +92,8 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromJson(absl::string_
   absl::StatusOr<const Json*> f = GetField(root, kFile, "normalizer");
   if (!f.ok()) return f.status();
   if (*f != nullptr) {
-    absl::StatusOr<std::unique_ptr<Normalizer>> n = NormalizerFromJson(**f, FieldPath(kFile, "normalizer"));
+    absl::StatusOr<std::unique_ptr<Normalizer>> n =
+        NormalizerFromJson(**f, FieldPath(kFile, "normalizer"));
     if (!n.ok()) return n.status();
     t->normalizer_ = std::move(*n);
   }
@@ -136,7 +140,8 @@ void HfTokenizer::SetBosEosTemplate(std::optional<int32_t> bos, std::optional<in
   post_processor_ = std::make_unique<BosEosPostProcessor>(bos, eos);
 }
 
-absl::Status HfTokenizer::EncodeValid(absl::string_view text, bool at_origin, std::vector<int32_t>* ids) const {
+absl::Status HfTokenizer::EncodeValid(absl::string_view text, bool at_origin,
+                                      std::vector<int32_t>* ids) const {
   thread_local std::vector<Segment> segments;
   thread_local PieceList pieces;
   segments.clear();
@@ -203,8 +208,8 @@ absl::StatusOr<std::string> HfTokenizer::Decode(absl::Span<const int32_t> ids,
     }
     const std::string* token = model_->IdToToken(id);
     if (token == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("ids[", i, "]: ", id, " is not a token id (vocabulary size ",
-                                                     vocab_size_, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ids[", i, "]: ", id, " is not a token id (vocabulary size ", vocab_size_, ")"));
     }
     tokens.push_back(*token);
   }

@@ -23,10 +23,10 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/tokenizer/added_vocabulary.h"
 #include "engine/tokenizer/bpe_model.h"
 #include "engine/tokenizer/decoder.h"
@@ -66,11 +66,11 @@ class HfTokenizer : public Tokenizer {
   // Encodes valid UTF-8 without post-processing.
   absl::Status EncodeValid(absl::string_view text, bool at_origin, std::vector<int32_t>* ids) const;
 
-  std::unique_ptr<Normalizer> normalizer_;        // may be null
-  std::unique_ptr<PreTokenizer> pre_tokenizer_;   // may be null
+  std::unique_ptr<Normalizer> normalizer_;       // may be null
+  std::unique_ptr<PreTokenizer> pre_tokenizer_;  // may be null
   std::unique_ptr<BpeModel> model_;
   std::unique_ptr<PostProcessor> post_processor_;  // may be null
-  std::unique_ptr<Decoder> decoder_;              // may be null
+  std::unique_ptr<Decoder> decoder_;               // may be null
   std::unique_ptr<AddedVocabulary> added_;
   // Ids of "<0xAB>" model tokens when the decoder has ByteFallback.
   std::vector<bool> byte_fallback_;

@@ -46,7 +46,8 @@ TEST(HfTokenizerTest, SentencePieceStyleJson) {
   EXPECT_THAT(t->Encode("hi hi\xC3\xA9x"), IsOkAndHolds(ElementsAre(1, 9, 9, 3, 4, 0)));
   EXPECT_THAT(t->Encode(" hi", {.add_special_tokens = false}), IsOkAndHolds(ElementsAre(5, 9)));
   EXPECT_THAT(t->Decode({1, 9, 9, 3, 4}), IsOkAndHolds("<s> hi hi\xC3\xA9"));
-  EXPECT_THAT(t->Decode({1, 9, 9, 3, 4}, {.skip_special_tokens = true}), IsOkAndHolds("hi hi\xC3\xA9"));
+  EXPECT_THAT(t->Decode({1, 9, 9, 3, 4}, {.skip_special_tokens = true}),
+              IsOkAndHolds("hi hi\xC3\xA9"));
   // An invalid byte run: one U+FFFD per byte, as tokenizers' ByteFallback.
   EXPECT_THAT(t->Decode({9, 3, 3}), IsOkAndHolds("hi\xEF\xBF\xBD\xEF\xBF\xBD"));
   EXPECT_TRUE(t->IsByteFallback(3));
@@ -64,17 +65,21 @@ TEST(HfTokenizerTest, UnsupportedPartsNameTheField) {
   m["normalizer"] = {{"type", "Precompiled"}};
   EXPECT_THAT(load(m), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("normalizer.type")));
   m = j;
-  m["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(("}}}, {"behavior", "Isolated"}};
-  EXPECT_THAT(load(m), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pre_tokenizer.pattern")));
+  m["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "(("}}}, {"behavior", "Isolated"}};
+  EXPECT_THAT(load(m),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pre_tokenizer.pattern")));
   m = j;
   m["decoder"]["decoders"][3] = {{"type", "CTC"}};
-  EXPECT_THAT(load(m), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("decoder.decoders[3].type")));
+  EXPECT_THAT(load(m),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("decoder.decoders[3].type")));
   m = j;
   m["post_processor"]["single"][0]["SpecialToken"]["id"] = "<missing>";
   EXPECT_THAT(load(m), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("<missing>")));
   m = j;
   m["added_tokens"][1]["id"] = "one";
-  EXPECT_THAT(load(m), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("added_tokens[1].id")));
+  EXPECT_THAT(load(m),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("added_tokens[1].id")));
   m = j;
   m.erase("model");
   EXPECT_THAT(load(m), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model: missing")));
@@ -85,7 +90,8 @@ TEST(HfTokenizerTest, UnsupportedPartsNameTheField) {
                                 HasSubstr("tokenizer.json: model.merges[0]: \"h\" \"\u2581\"")));
   std::string deep = "{\"normalizer\": ";
   for (int i = 0; i < 100000; ++i) deep += "{\"type\": \"Sequence\", \"normalizers\": [";
-  EXPECT_THAT(HfTokenizer::FromJson(deep), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nested")));
+  EXPECT_THAT(HfTokenizer::FromJson(deep),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nested")));
   EXPECT_THAT(HfTokenizer::FromJson("{\"model\": "), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -105,10 +111,18 @@ TEST(HfTokenizerTest, MalformedFilesNeverCrash) {
     for (int e = 0; e < edits; ++e) {
       const size_t pos = rng() % bad.size();
       switch (rng() % 4) {
-        case 0: bad.erase(pos, 1 + rng() % 8); break;
-        case 1: bad[pos] = kJunk[rng() % (sizeof(kJunk) - 1)]; break;
-        case 2: bad.insert(pos, 1, kJunk[rng() % (sizeof(kJunk) - 1)]); break;
-        case 3: bad.resize(pos); break;
+        case 0:
+          bad.erase(pos, 1 + rng() % 8);
+          break;
+        case 1:
+          bad[pos] = kJunk[rng() % (sizeof(kJunk) - 1)];
+          break;
+        case 2:
+          bad.insert(pos, 1, kJunk[rng() % (sizeof(kJunk) - 1)]);
+          break;
+        case 3:
+          bad.resize(pos);
+          break;
       }
     }
     absl::StatusOr<std::unique_ptr<HfTokenizer>> t = HfTokenizer::FromJson(bad);

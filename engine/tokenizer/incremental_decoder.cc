@@ -10,8 +10,8 @@ namespace {
 
 bool EndsWithReplacement(const std::string& s) {
   return s.size() >= kReplacementUtf8.size() &&
-         s.compare(s.size() - kReplacementUtf8.size(), kReplacementUtf8.size(), kReplacementUtf8.data(),
-                   kReplacementUtf8.size()) == 0;
+         s.compare(s.size() - kReplacementUtf8.size(), kReplacementUtf8.size(),
+                   kReplacementUtf8.data(), kReplacementUtf8.size()) == 0;
 }
 
 }  // namespace
@@ -57,8 +57,8 @@ bool IncrementalDecoder::EndsInByteRun() const {
 
 absl::StatusOr<std::string> IncrementalDecoder::Step(bool final) {
   if (read_offset_ >= ids_.size()) return std::string();
-  absl::StatusOr<std::string> new_text = tokenizer_->Decode(
-      absl::MakeConstSpan(ids_).subspan(prefix_offset_), options_);
+  absl::StatusOr<std::string> new_text =
+      tokenizer_->Decode(absl::MakeConstSpan(ids_).subspan(prefix_offset_), options_);
   if (!new_text.ok()) return new_text.status();
   if (ids_.size() - read_offset_ > kMaxPendingIds) final = true;
   if (!final && EndsInByteRun()) return std::string();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/tokenizer/hf_tokenizer.h"
+#include "engine/tokenizer/testing/tiny_hf_tokenizer.h"
 #include "engine/tokenizer/tiny_tokenizer.h"
 #include "engine/tokenizer/utf8.h"
 #include "gmock/gmock.h"
@@ -15,18 +16,8 @@ namespace colo {
 namespace tokenizer {
 namespace {
 
-std::unique_ptr<HfTokenizer> Tiny(int64_t vocab) {
-  TinyTokenizerOptions o;
-  o.vocab = vocab;
-  absl::StatusOr<TinyTokenizerFiles> files = MakeTinyTokenizer(o);
-  EXPECT_OK(files.status());
-  absl::StatusOr<std::unique_ptr<HfTokenizer>> t = HfTokenizer::FromJson(files->tokenizer_json);
-  EXPECT_OK(t.status());
-  return std::move(*t);
-}
-
 TEST(IncrementalDecoderTest, NeverEmitsHalfACharacter) {
-  auto t = Tiny(300);
+  ASSERT_OK_AND_ASSIGN(auto t, TinyHfTokenizer(300));
   // "é" as two byte tokens, then the euro sign as three.
   const std::vector<int32_t> ids = {'a', 0xC3, 0xA9, 0xE2, 0x82, 0xAC, 'b'};
   IncrementalDecoder d(t.get());
@@ -38,12 +29,14 @@ TEST(IncrementalDecoderTest, NeverEmitsHalfACharacter) {
   }
   EXPECT_THAT(deltas, ::testing::ElementsAre("a", "", "\xC3\xA9", "", "", "\xE2\x82\xAC", "b"));
   EXPECT_THAT(d.Finish(), IsOkAndHolds(""));
-  EXPECT_EQ(d.text(), "a\xC3\xA9\xE2\x82\xAC" "b");
+  EXPECT_EQ(d.text(),
+            "a\xC3\xA9\xE2\x82\xAC"
+            "b");
   EXPECT_EQ(d.num_ids(), ids.size());
 }
 
 TEST(IncrementalDecoderTest, FinishFlushesAnIncompleteCharacterAsReplacement) {
-  auto t = Tiny(300);
+  ASSERT_OK_AND_ASSIGN(auto t, TinyHfTokenizer(300));
   IncrementalDecoder d(t.get());
   EXPECT_THAT(d.Append('x'), IsOkAndHolds("x"));
   EXPECT_THAT(d.Append({0xE2, 0x82}), IsOkAndHolds(""));
@@ -52,7 +45,7 @@ TEST(IncrementalDecoderTest, FinishFlushesAnIncompleteCharacterAsReplacement) {
 }
 
 TEST(IncrementalDecoderTest, RandomStreamsEqualFullDecode) {
-  auto t = Tiny(4096);
+  ASSERT_OK_AND_ASSIGN(auto t, TinyHfTokenizer(4096));
   std::mt19937 rng(12345);  // fixed seed
   for (int round = 0; round < 300; ++round) {
     std::vector<int32_t> ids(rng() % 40);
@@ -63,8 +56,7 @@ TEST(IncrementalDecoderTest, RandomStreamsEqualFullDecode) {
       size_t k = 0;
       while (k < ids.size()) {  // one to three ids at a time
         const size_t n = std::min<size_t>(1 + rng() % 3, ids.size() - k);
-        ASSERT_OK_AND_ASSIGN(std::string delta,
-                             d.Append(absl::MakeConstSpan(ids).subspan(k, n)));
+        ASSERT_OK_AND_ASSIGN(std::string delta, d.Append(absl::MakeConstSpan(ids).subspan(k, n)));
         streamed += delta;
         k += n;
         EXPECT_EQ(streamed, d.text());
@@ -78,9 +70,11 @@ TEST(IncrementalDecoderTest, RandomStreamsEqualFullDecode) {
 }
 
 TEST(IncrementalDecoderTest, ContextIsNotRepeated) {
-  auto t = Tiny(4096);
-  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> prompt, t->Encode("The rollout", {.add_special_tokens = false}));
-  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> more, t->Encode(" engine generates", {.add_special_tokens = false}));
+  ASSERT_OK_AND_ASSIGN(auto t, TinyHfTokenizer(4096));
+  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> prompt,
+                       t->Encode("The rollout", {.add_special_tokens = false}));
+  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> more,
+                       t->Encode(" engine generates", {.add_special_tokens = false}));
   IncrementalDecoder d(t.get(), {}, prompt);
   for (int32_t id : more) ASSERT_OK(d.Append(id).status());
   ASSERT_OK(d.Finish().status());
@@ -89,7 +83,7 @@ TEST(IncrementalDecoderTest, ContextIsNotRepeated) {
 }
 
 TEST(IncrementalDecoderTest, BadIdLeavesTheDecoderUnchanged) {
-  auto t = Tiny(300);
+  ASSERT_OK_AND_ASSIGN(auto t, TinyHfTokenizer(300));
   IncrementalDecoder d(t.get());
   EXPECT_THAT(d.Append({'a', 5000}), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(d.num_ids(), 0u);

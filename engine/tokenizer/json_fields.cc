@@ -67,7 +67,8 @@ absl::Status FieldError(absl::string_view where, absl::string_view key, absl::st
   return absl::InvalidArgumentError(absl::StrCat(FieldPath(where, key), ": ", what));
 }
 
-absl::StatusOr<const Json*> GetField(const Json& obj, absl::string_view where, absl::string_view key) {
+absl::StatusOr<const Json*> GetField(const Json& obj, absl::string_view where,
+                                     absl::string_view key) {
   if (!obj.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": expected a JSON object"));
   }
@@ -76,7 +77,8 @@ absl::StatusOr<const Json*> GetField(const Json& obj, absl::string_view where, a
   return &*it;
 }
 
-absl::StatusOr<const Json*> GetRequired(const Json& obj, absl::string_view where, absl::string_view key) {
+absl::StatusOr<const Json*> GetRequired(const Json& obj, absl::string_view where,
+                                        absl::string_view key) {
   absl::StatusOr<const Json*> f = GetField(obj, where, key);
   if (!f.ok()) return f.status();
   if (*f == nullptr) return FieldError(where, key, "missing");

@@ -6,14 +6,15 @@
 #define COLO_ENGINE_TOKENIZER_JSON_FIELDS_H_
 
 #include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
-
-#include <nlohmann/json.hpp>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace colo {
 namespace tokenizer {
@@ -35,8 +36,10 @@ std::string IndexPath(absl::string_view where, size_t index);
 absl::Status FieldError(absl::string_view where, absl::string_view key, absl::string_view what);
 
 // The field or nullptr when absent or null; error when `obj` is not an object.
-absl::StatusOr<const Json*> GetField(const Json& obj, absl::string_view where, absl::string_view key);
-absl::StatusOr<const Json*> GetRequired(const Json& obj, absl::string_view where, absl::string_view key);
+absl::StatusOr<const Json*> GetField(const Json& obj, absl::string_view where,
+                                     absl::string_view key);
+absl::StatusOr<const Json*> GetRequired(const Json& obj, absl::string_view where,
+                                        absl::string_view key);
 
 absl::Status GetString(const Json& obj, absl::string_view where, absl::string_view key,
                        std::string* out, bool required = false);
@@ -52,6 +55,24 @@ absl::Status GetDouble(const Json& obj, absl::string_view where, absl::string_vi
 // returns its UTF-8.
 absl::Status GetChar(const Json& obj, absl::string_view where, absl::string_view key,
                      std::string* out, bool required = false);
+
+// Builds each element of the array field `key` with build(element, where)
+// (the "Sequence" stages of tokenizer.json).
+template <typename T, typename Build>
+absl::StatusOr<std::vector<std::unique_ptr<T>>> BuildList(const Json& spec, absl::string_view where,
+                                                          absl::string_view key, Build build) {
+  absl::StatusOr<const Json*> list = GetRequired(spec, where, key);
+  if (!list.ok()) return list.status();
+  if (!(*list)->is_array()) return FieldError(where, key, "expected an array");
+  const std::string list_where = FieldPath(where, key);
+  std::vector<std::unique_ptr<T>> out;
+  for (size_t i = 0; i < (*list)->size(); ++i) {
+    absl::StatusOr<std::unique_ptr<T>> item = build((**list)[i], IndexPath(list_where, i));
+    if (!item.ok()) return item.status();
+    out.push_back(std::move(*item));
+  }
+  return out;
+}
 
 }  // namespace tokenizer
 }  // namespace colo

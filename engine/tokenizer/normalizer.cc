@@ -38,8 +38,10 @@ class StripNormalizer : public Normalizer {
   void Normalize(std::string* text) const override {
     std::vector<char32_t> cps = CodePoints(*text);
     size_t b = 0, e = cps.size();
-    if (left_) while (b < e && IsWhiteSpace(cps[b])) ++b;
-    if (right_) while (e > b && IsWhiteSpace(cps[e - 1])) --e;
+    if (left_)
+      while (b < e && IsWhiteSpace(cps[b])) ++b;
+    if (right_)
+      while (e > b && IsWhiteSpace(cps[e - 1])) --e;
     if (b == 0 && e == cps.size()) return;
     std::string out;
     for (size_t k = b; k < e; ++k) AppendUtf8(cps[k], &out);
@@ -105,7 +107,8 @@ class SequenceNormalizer : public Normalizer {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const Json& spec, absl::string_view where) {
+absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const Json& spec,
+                                                               absl::string_view where) {
   std::string type;
   absl::Status s = GetString(spec, where, "type", &type, true);
   if (!s.ok()) return s;
@@ -122,13 +125,9 @@ absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const Json& spec,
     return std::make_unique<StripNormalizer>(left, right);
   }
   if (type == "Replace") {
-    absl::StatusOr<const Json*> p = GetRequired(spec, where, "pattern");
-    if (!p.ok()) return p.status();
-    absl::StatusOr<Pattern> pattern = Pattern::FromJson(**p, FieldPath(where, "pattern"));
-    if (!pattern.ok()) return pattern.status();
-    std::string content;
-    if (!(s = GetString(spec, where, "content", &content, true)).ok()) return s;
-    return std::make_unique<ReplaceNormalizer>(std::move(*pattern), std::move(content));
+    absl::StatusOr<Replacement> r = ReplacementFromJson(spec, where);
+    if (!r.ok()) return r.status();
+    return std::make_unique<ReplaceNormalizer>(std::move(r->pattern), std::move(r->content));
   }
   if (type == "Prepend") {
     std::string prefix;
@@ -136,17 +135,9 @@ absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const Json& spec,
     return std::make_unique<PrependNormalizer>(std::move(prefix));
   }
   if (type == "Sequence") {
-    absl::StatusOr<const Json*> list = GetRequired(spec, where, "normalizers");
-    if (!list.ok()) return list.status();
-    if (!(*list)->is_array()) return FieldError(where, "normalizers", "expected an array");
-    std::vector<std::unique_ptr<Normalizer>> stages;
-    for (size_t i = 0; i < (*list)->size(); ++i) {
-      absl::StatusOr<std::unique_ptr<Normalizer>> n =
-          NormalizerFromJson((**list)[i], IndexPath(FieldPath(where, "normalizers"), i));
-      if (!n.ok()) return n.status();
-      stages.push_back(std::move(*n));
-    }
-    return std::make_unique<SequenceNormalizer>(std::move(stages));
+    auto stages = BuildList<Normalizer>(spec, where, "normalizers", NormalizerFromJson);
+    if (!stages.ok()) return stages.status();
+    return std::make_unique<SequenceNormalizer>(std::move(*stages));
   }
   return FieldError(where, "type",
                     absl::StrCat("normalizer \"", type,

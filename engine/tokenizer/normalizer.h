@@ -9,9 +9,9 @@
 
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/tokenizer/json_fields.h"
 
 namespace colo {
@@ -27,7 +27,8 @@ class Normalizer {
 // Builds the normalizer described by `spec` (tokenizer.json's "normalizer";
 // `where` names it in errors). INVALID_ARGUMENT for unknown or unsupported
 // types (e.g. Precompiled, BertNormalizer), naming the type.
-absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const Json& spec, absl::string_view where);
+absl::StatusOr<std::unique_ptr<Normalizer>> NormalizerFromJson(const Json& spec,
+                                                               absl::string_view where);
 
 }  // namespace tokenizer
 }  // namespace colo

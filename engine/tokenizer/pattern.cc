@@ -21,8 +21,8 @@ absl::StatusOr<Pattern> Pattern::FromRegex(absl::string_view regex) {
 
 absl::StatusOr<Pattern> Pattern::FromJson(const Json& spec, absl::string_view where) {
   if (!spec.is_object() || spec.size() != 1) {
-    return absl::InvalidArgumentError(
-        std::string(where) + ": expected {\"String\": ...} or {\"Regex\": ...}");
+    return absl::InvalidArgumentError(std::string(where) +
+                                      ": expected {\"String\": ...} or {\"Regex\": ...}");
   }
   std::string value;
   if (spec.contains("String")) {
@@ -34,7 +34,9 @@ absl::StatusOr<Pattern> Pattern::FromJson(const Json& spec, absl::string_view wh
     absl::Status s = GetString(spec, where, "Regex", &value, true);
     if (!s.ok()) return s;
     absl::StatusOr<Pattern> p = FromRegex(value);
-    if (!p.ok()) return absl::InvalidArgumentError(std::string(where) + ": " + std::string(p.status().message()));
+    if (!p.ok())
+      return absl::InvalidArgumentError(std::string(where) + ": " +
+                                        std::string(p.status().message()));
     return p;
   }
   return absl::InvalidArgumentError(std::string(where) +
@@ -53,7 +55,8 @@ absl::Status Pattern::ForEachMatch(absl::string_view text,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Pattern::ReplaceAll(absl::string_view text, absl::string_view content) const {
+absl::StatusOr<std::string> Pattern::ReplaceAll(absl::string_view text,
+                                                absl::string_view content) const {
   std::string out;
   out.reserve(text.size());
   size_t last = 0;
@@ -65,6 +68,17 @@ absl::StatusOr<std::string> Pattern::ReplaceAll(absl::string_view text, absl::st
   if (!s.ok()) return s;
   out.append(text.data() + last, text.size() - last);
   return out;
+}
+
+absl::StatusOr<Replacement> ReplacementFromJson(const Json& spec, absl::string_view where) {
+  absl::StatusOr<const Json*> p = GetRequired(spec, where, "pattern");
+  if (!p.ok()) return p.status();
+  absl::StatusOr<Pattern> pattern = Pattern::FromJson(**p, FieldPath(where, "pattern"));
+  if (!pattern.ok()) return pattern.status();
+  Replacement r{std::move(*pattern), std::string()};
+  absl::Status s = GetString(spec, where, "content", &r.content, true);
+  if (!s.ok()) return s;
+  return r;
 }
 
 }  // namespace tokenizer

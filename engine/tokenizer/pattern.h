@@ -8,11 +8,11 @@
 #include <cstddef>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/tokenizer/json_fields.h"
 #include "engine/tokenizer/regex.h"
 
@@ -27,7 +27,8 @@ class Pattern {
 
   // Calls fn(begin, end) for each non-overlapping, non-empty match, left to
   // right, in valid UTF-8 `text`.
-  absl::Status ForEachMatch(absl::string_view text, absl::FunctionRef<void(size_t, size_t)> fn) const;
+  absl::Status ForEachMatch(absl::string_view text,
+                            absl::FunctionRef<void(size_t, size_t)> fn) const;
 
   // `text` with every match replaced by `content` (literally).
   absl::StatusOr<std::string> ReplaceAll(absl::string_view text, absl::string_view content) const;
@@ -36,6 +37,13 @@ class Pattern {
   std::string literal_;
   std::shared_ptr<const Regex> regex_;  // null: literal
 };
+
+// A Replace normalizer or decoder: {"pattern": ..., "content": "..."}.
+struct Replacement {
+  Pattern pattern;
+  std::string content;
+};
+absl::StatusOr<Replacement> ReplacementFromJson(const Json& spec, absl::string_view where);
 
 }  // namespace tokenizer
 }  // namespace colo

@@ -50,7 +50,8 @@ class SequencePostProcessor : public PostProcessor {
   const std::vector<std::unique_ptr<PostProcessor>> stages_;
 };
 
-absl::StatusOr<std::unique_ptr<PostProcessor>> TemplateFromJson(const Json& spec, absl::string_view where) {
+absl::StatusOr<std::unique_ptr<PostProcessor>> TemplateFromJson(const Json& spec,
+                                                                absl::string_view where) {
   absl::StatusOr<const Json*> single = GetRequired(spec, where, "single");
   if (!single.ok()) return single.status();
   absl::StatusOr<const Json*> specials = GetField(spec, where, "special_tokens");
@@ -62,32 +63,38 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> TemplateFromJson(const Json& spec
     const Json& piece = (**single)[i];
     const std::string pw = IndexPath(single_where, i);
     if (!piece.is_object() || piece.size() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(pw, ": expected {\"Sequence\": ...} or {\"SpecialToken\": ...}"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(pw, ": expected {\"Sequence\": ...} or {\"SpecialToken\": ...}"));
     }
     if (piece.contains("Sequence")) {
       std::string id;
       absl::Status s = GetString(piece["Sequence"], FieldPath(pw, "Sequence"), "id", &id, true);
       if (!s.ok()) return s;
       if (id != "A") {
-        return absl::InvalidArgumentError(absl::StrCat(pw, ": a single-sequence template can only use $A"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(pw, ": a single-sequence template can only use $A"));
       }
       elements.push_back({true, {}});
       continue;
     }
     if (!piece.contains("SpecialToken")) {
-      return absl::InvalidArgumentError(absl::StrCat(pw, ": expected {\"Sequence\": ...} or {\"SpecialToken\": ...}"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(pw, ": expected {\"Sequence\": ...} or {\"SpecialToken\": ...}"));
     }
     std::string name;
-    absl::Status s = GetString(piece["SpecialToken"], FieldPath(pw, "SpecialToken"), "id", &name, true);
+    absl::Status s =
+        GetString(piece["SpecialToken"], FieldPath(pw, "SpecialToken"), "id", &name, true);
     if (!s.ok()) return s;
     const std::string sw = FieldPath(where, "special_tokens");
     if (*specials == nullptr || !(*specials)->is_object() || !(*specials)->contains(name)) {
-      return absl::InvalidArgumentError(absl::StrCat(sw, ": \"", name, "\" is used by the template but not defined"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(sw, ": \"", name, "\" is used by the template but not defined"));
     }
     const Json& def = (**specials)[name];
     absl::StatusOr<const Json*> ids = GetRequired(def, FieldPath(sw, name), "ids");
     if (!ids.ok()) return ids.status();
-    if (!(*ids)->is_array()) return FieldError(FieldPath(sw, name), "ids", "expected an array of ids");
+    if (!(*ids)->is_array())
+      return FieldError(FieldPath(sw, name), "ids", "expected an array of ids");
     TemplatePostProcessor::Element e{false, {}};
     for (const Json& id : **ids) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (1 << 24)) {
@@ -101,7 +108,8 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> TemplateFromJson(const Json& spec
 }
 
 // BertProcessing / RobertaProcessing: {"cls": [token, id], "sep": [token, id]}.
-absl::StatusOr<int32_t> TokenPairId(const Json& spec, absl::string_view where, absl::string_view key) {
+absl::StatusOr<int32_t> TokenPairId(const Json& spec, absl::string_view where,
+                                    absl::string_view key) {
   absl::StatusOr<const Json*> f = GetRequired(spec, where, key);
   if (!f.ok()) return f.status();
   const Json& v = **f;
@@ -115,7 +123,7 @@ absl::StatusOr<int32_t> TokenPairId(const Json& spec, absl::string_view where, a
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PostProcessor>> PostProcessorFromJson(const Json& spec,
-                                                                      absl::string_view where) {
+                                                                     absl::string_view where) {
   std::string type;
   absl::Status s = GetString(spec, where, "type", &type, true);
   if (!s.ok()) return s;
@@ -126,21 +134,14 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> PostProcessorFromJson(const Json&
     if (!cls.ok()) return cls.status();
     absl::StatusOr<int32_t> sep = TokenPairId(spec, where, "sep");
     if (!sep.ok()) return sep.status();
-    std::vector<TemplatePostProcessor::Element> elements = {{false, {*cls}}, {true, {}}, {false, {*sep}}};
+    std::vector<TemplatePostProcessor::Element> elements = {
+        {false, {*cls}}, {true, {}}, {false, {*sep}}};
     return std::make_unique<TemplatePostProcessor>(std::move(elements));
   }
   if (type == "Sequence") {
-    absl::StatusOr<const Json*> list = GetRequired(spec, where, "processors");
-    if (!list.ok()) return list.status();
-    if (!(*list)->is_array()) return FieldError(where, "processors", "expected an array");
-    std::vector<std::unique_ptr<PostProcessor>> stages;
-    for (size_t i = 0; i < (*list)->size(); ++i) {
-      absl::StatusOr<std::unique_ptr<PostProcessor>> p =
-          PostProcessorFromJson((**list)[i], IndexPath(FieldPath(where, "processors"), i));
-      if (!p.ok()) return p.status();
-      stages.push_back(std::move(*p));
-    }
-    return std::make_unique<SequencePostProcessor>(std::move(stages));
+    auto stages = BuildList<PostProcessor>(spec, where, "processors", PostProcessorFromJson);
+    if (!stages.ok()) return stages.status();
+    return std::make_unique<SequencePostProcessor>(std::move(*stages));
   }
   return FieldError(where, "type",
                     absl::StrCat("post-processor \"", type,

@@ -9,10 +9,10 @@
 
 #include <cstdint>
 #include <memory>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/tokenizer/json_fields.h"
 
 namespace colo {
@@ -26,7 +26,7 @@ class PostProcessor {
 };
 
 absl::StatusOr<std::unique_ptr<PostProcessor>> PostProcessorFromJson(const Json& spec,
-                                                                      absl::string_view where);
+                                                                     absl::string_view where);
 
 }  // namespace tokenizer
 }  // namespace colo

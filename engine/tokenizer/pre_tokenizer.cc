@@ -169,7 +169,8 @@ class DigitsPreTokenizer : public PreTokenizer {
           pieces->piece(i),
           [](absl::string_view t, auto fn) { return ForEachCharMatch(t, IsNumeric, fn); }, &parts);
       if (!s.ok()) return s;
-      CutSpan(pieces->spans[i], parts, individual_ ? Behavior::kIsolated : Behavior::kContiguous, &out);
+      CutSpan(pieces->spans[i], parts, individual_ ? Behavior::kIsolated : Behavior::kContiguous,
+              &out);
     }
     pieces->spans = std::move(out);
     return absl::OkStatus();
@@ -202,7 +203,8 @@ class ByteLevelPreTokenizer : public PreTokenizer {
       auto emit = [&](size_t b, size_t e) {
         const uint32_t begin = static_cast<uint32_t>(text.size());
         AppendByteLevel(piece.substr(b, e - b), &text);
-        out.push_back({begin, static_cast<uint32_t>(text.size()), pieces->spans[i].at_origin && b == 0});
+        out.push_back(
+            {begin, static_cast<uint32_t>(text.size()), pieces->spans[i].at_origin && b == 0});
       };
       if (regex_ == nullptr) {
         emit(0, piece.size());
@@ -243,11 +245,10 @@ class MetaspacePreTokenizer : public PreTokenizer {
       const absl::string_view piece = pieces->piece(i);
       const PieceList::Span& span = pieces->spans[i];
       const uint32_t begin = static_cast<uint32_t>(text.size());
-      const bool starts_with_replacement =
-          piece.substr(0, replacement_.size()) == replacement_ ||
-          (piece.front() == ' ');  // becomes the replacement below
-      if (!starts_with_replacement &&
-          (scheme_ == PrependScheme::kAlways || (scheme_ == PrependScheme::kFirst && span.at_origin))) {
+      const bool starts_with_replacement = piece.substr(0, replacement_.size()) == replacement_ ||
+                                           (piece.front() == ' ');  // becomes the replacement below
+      if (!starts_with_replacement && (scheme_ == PrependScheme::kAlways ||
+                                       (scheme_ == PrependScheme::kFirst && span.at_origin))) {
         text.append(replacement_);
       }
       for (char c : piece) {
@@ -268,11 +269,13 @@ class MetaspacePreTokenizer : public PreTokenizer {
       size_t pos = 0;
       while ((pos = rewritten.find(replacement_, pos)) != absl::string_view::npos) {
         if (last < pos) parts.push_back({last, static_cast<uint32_t>(pos), false});
-        parts.push_back({static_cast<uint32_t>(pos), static_cast<uint32_t>(pos + replacement_.size()), true});
+        parts.push_back(
+            {static_cast<uint32_t>(pos), static_cast<uint32_t>(pos + replacement_.size()), true});
         pos += replacement_.size();
         last = static_cast<uint32_t>(pos);
       }
-      if (last < rewritten.size()) parts.push_back({last, static_cast<uint32_t>(rewritten.size()), false});
+      if (last < rewritten.size())
+        parts.push_back({last, static_cast<uint32_t>(rewritten.size()), false});
       CutSpan(whole, parts, Behavior::kMergedWithNext, &out);
     }
     pieces->text = std::move(text);
@@ -310,7 +313,8 @@ class SequencePreTokenizer : public PreTokenizer {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const Json& spec, absl::string_view where) {
+absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const Json& spec,
+                                                                   absl::string_view where) {
   std::string type;
   absl::Status s = GetString(spec, where, "type", &type, true);
   if (!s.ok()) return s;
@@ -370,17 +374,9 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const Json& s
     return std::make_unique<DigitsPreTokenizer>(individual);
   }
   if (type == "Sequence") {
-    absl::StatusOr<const Json*> list = GetRequired(spec, where, "pretokenizers");
-    if (!list.ok()) return list.status();
-    if (!(*list)->is_array()) return FieldError(where, "pretokenizers", "expected an array");
-    std::vector<std::unique_ptr<PreTokenizer>> stages;
-    for (size_t i = 0; i < (*list)->size(); ++i) {
-      absl::StatusOr<std::unique_ptr<PreTokenizer>> p =
-          PreTokenizerFromJson((**list)[i], IndexPath(FieldPath(where, "pretokenizers"), i));
-      if (!p.ok()) return p.status();
-      stages.push_back(std::move(*p));
-    }
-    return std::make_unique<SequencePreTokenizer>(std::move(stages));
+    auto stages = BuildList<PreTokenizer>(spec, where, "pretokenizers", PreTokenizerFromJson);
+    if (!stages.ok()) return stages.status();
+    return std::make_unique<SequencePreTokenizer>(std::move(*stages));
   }
   return FieldError(where, "type",
                     absl::StrCat("pre-tokenizer \"", type,

@@ -11,11 +11,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/tokenizer/json_fields.h"
 
 namespace colo {
@@ -53,7 +53,8 @@ class PreTokenizer {
   virtual bool IsByteLevel() const { return false; }
 };
 
-absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const Json& spec, absl::string_view where);
+absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizerFromJson(const Json& spec,
+                                                                   absl::string_view where);
 
 }  // namespace tokenizer
 }  // namespace colo

@@ -58,8 +58,12 @@ std::string OnigurumaToPcre2(absl::string_view pattern) {
     if (c == '\\' && i + 1 < pattern.size()) {
       const char e = pattern[++i];
       switch (e) {
-        case 's': out.append("\\p{White_Space}"); break;
-        case 'S': out.append("\\P{White_Space}"); break;
+        case 's':
+          out.append("\\p{White_Space}");
+          break;
+        case 'S':
+          out.append("\\P{White_Space}");
+          break;
         case 'w':
           if (in_class) {
             out.append(kWord.data(), kWord.size());
@@ -125,8 +129,9 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(absl::string_view original
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof(message));
-    return absl::InvalidArgumentError(absl::StrCat("regex \"", original, "\" does not compile at offset ",
-                                                   offset, ": ", reinterpret_cast<char*>(message)));
+    return absl::InvalidArgumentError(absl::StrCat("regex \"", original,
+                                                   "\" does not compile at offset ", offset, ": ",
+                                                   reinterpret_cast<char*>(message)));
   }
   const bool jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
   return std::unique_ptr<Regex>(new Regex(std::string(original), code, jit));
@@ -153,9 +158,9 @@ absl::Status Regex::ForEachMatch(absl::string_view text,
     if (rc < 0) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(rc, message, sizeof(message));
-      return absl::ResourceExhaustedError(absl::StrCat("regex \"", pattern_, "\" failed on ",
-                                                       text.size(), " bytes: ",
-                                                       reinterpret_cast<char*>(message)));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("regex \"", pattern_, "\" failed on ", text.size(),
+                       " bytes: ", reinterpret_cast<char*>(message)));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(scratch.match_data);
     const size_t begin = ov[0];

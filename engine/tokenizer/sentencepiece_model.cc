@@ -6,7 +6,8 @@
 namespace colo {
 namespace tokenizer {
 
-SentencePieceModel::SentencePieceModel() : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {}
+SentencePieceModel::SentencePieceModel()
+    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {}
 SentencePieceModel::~SentencePieceModel() = default;
 
 std::unique_ptr<SentencePieceModel> SentencePieceModel::Load(const std::string& serialized_proto,
@@ -20,13 +21,15 @@ std::unique_ptr<SentencePieceModel> SentencePieceModel::Load(const std::string& 
   return m;
 }
 
-bool SentencePieceModel::Encode(const std::string& text, std::vector<int>* ids, std::string* error) const {
+bool SentencePieceModel::Encode(const std::string& text, std::vector<int>* ids,
+                                std::string* error) const {
   const sentencepiece::util::Status s = sp_->Encode(text, ids);
   if (!s.ok()) *error = s.ToString();
   return s.ok();
 }
 
-bool SentencePieceModel::Decode(const std::vector<int>& ids, std::string* text, std::string* error) const {
+bool SentencePieceModel::Decode(const std::vector<int>& ids, std::string* text,
+                                std::string* error) const {
   const sentencepiece::util::Status s = sp_->Decode(ids, text);
   if (!s.ok()) *error = s.ToString();
   return s.ok();

@@ -22,7 +22,8 @@ namespace tokenizer {
 class SentencePieceModel {
  public:
   // nullptr with *error set when `serialized_proto` is not a model.
-  static std::unique_ptr<SentencePieceModel> Load(const std::string& serialized_proto, std::string* error);
+  static std::unique_ptr<SentencePieceModel> Load(const std::string& serialized_proto,
+                                                  std::string* error);
   ~SentencePieceModel();
 
   // false with *error set on failure.

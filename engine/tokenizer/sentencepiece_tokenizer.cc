@@ -17,7 +17,8 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
   std::string error;
   t->sp_ = SentencePieceModel::Load(std::string(model_proto), &error);
   if (t->sp_ == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer.model: not a SentencePiece model: ", error));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer.model: not a SentencePiece model: ", error));
   }
   t->vocab_size_ = t->sp_->size();
   t->special_.assign(t->vocab_size_, false);
@@ -50,8 +51,8 @@ std::optional<int32_t> SentencePieceTokenizer::model_eos_id() const {
   return id >= 0 ? std::optional<int32_t>(id) : std::nullopt;
 }
 
-absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(absl::string_view text,
-                                                                    const EncodeOptions& options) const {
+absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(
+    absl::string_view text, const EncodeOptions& options) const {
   std::string valid;
   if (!IsValidUtf8(text)) {
     valid = LossyUtf8(text);
@@ -101,8 +102,8 @@ absl::StatusOr<std::string> SentencePieceTokenizer::Decode(absl::Span<const int3
   for (size_t i = 0; i < ids.size(); ++i) {
     const int32_t id = ids[i];
     if (id < 0 || id >= vocab_size_) {
-      return absl::InvalidArgumentError(absl::StrCat("ids[", i, "]: ", id, " is not a token id (vocabulary size ",
-                                                     vocab_size_, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ids[", i, "]: ", id, " is not a token id (vocabulary size ", vocab_size_, ")"));
     }
     if (!special_[id]) {
       run.push_back(id);

@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -29,7 +28,8 @@ constexpr char kPad[] = "<|pad|>";
 constexpr char kUnk[] = "<|unk|>";
 
 // The text the merges are counted on (written for this file).
-constexpr char kCorpus[] = R"(The rollout engine generates text for reinforcement learning while the trainer waits.
+constexpr char kCorpus[] =
+    R"(The rollout engine generates text for reinforcement learning while the trainer waits.
 Then the engine releases its memory, the trainer trains the model, and new weights arrive.
 Every step the weights, the key value cache and the graph buffers change hands on the same devices.
 The controller drives the cycle and checks that each release really freed the memory it promised.
@@ -60,7 +60,8 @@ std::vector<uint8_t> BytePriority() {
       order.push_back(static_cast<uint8_t>(b));
     }
   };
-  for (char c : std::string(" etaoinshrdlcumwfgypbvkjxqz\n0123456789.,!?'\"-:;()")) add(static_cast<uint8_t>(c));
+  for (char c : std::string(" etaoinshrdlcumwfgypbvkjxqz\n0123456789.,!?'\"-:;()"))
+    add(static_cast<uint8_t>(c));
   for (char c : std::string("ETAOINSHRDLCUMWFGYPBVKJXQZ\t")) add(static_cast<uint8_t>(c));
   for (int b = 0x20; b < 0x7F; ++b) add(b);
   add('\r');
@@ -122,9 +123,8 @@ absl::StatusOr<Trained> Train(const Layout& layout) {
   if (!regex.ok()) return regex.status();
   std::map<std::string, int> word_counts;
   const std::string corpus = kCorpus;
-  absl::Status s = (*regex)->ForEachMatch(corpus, [&](size_t b, size_t e) {
-    word_counts[corpus.substr(b, e - b)]++;
-  });
+  absl::Status s = (*regex)->ForEachMatch(
+      corpus, [&](size_t b, size_t e) { word_counts[corpus.substr(b, e - b)]++; });
   if (!s.ok()) return s;
   struct Word {
     std::vector<int32_t> symbols;
@@ -145,15 +145,15 @@ absl::StatusOr<Trained> Train(const Layout& layout) {
   while (t.tokens.size() < target) {
     std::map<std::pair<int32_t, int32_t>, int> counts;
     for (const Word& w : words) {
-      for (size_t i = 0; i + 1 < w.symbols.size(); ++i) counts[{w.symbols[i], w.symbols[i + 1]}] += w.count;
+      for (size_t i = 0; i + 1 < w.symbols.size(); ++i)
+        counts[{w.symbols[i], w.symbols[i + 1]}] += w.count;
     }
     const std::pair<int32_t, int32_t>* best = nullptr;
     int best_count = 1;
     for (const auto& [pair, n] : counts) {
-      if (n > best_count ||
-          (n == best_count && best != nullptr &&
-           std::tie(t.tokens[pair.first], t.tokens[pair.second]) <
-               std::tie(t.tokens[best->first], t.tokens[best->second]))) {
+      if (n > best_count || (n == best_count && best != nullptr &&
+                             std::tie(t.tokens[pair.first], t.tokens[pair.second]) <
+                                 std::tie(t.tokens[best->first], t.tokens[best->second]))) {
         best = &pair;
         best_count = n;
       }
@@ -201,7 +201,8 @@ absl::StatusOr<Trained> Train(const Layout& layout) {
     }
   }
   if (t.tokens.size() != target) {
-    return absl::InternalError(absl::StrCat("tiny tokenizer: made ", t.tokens.size(), " tokens, want ", target));
+    return absl::InternalError(
+        absl::StrCat("tiny tokenizer: made ", t.tokens.size(), " tokens, want ", target));
   }
   return t;
 }
@@ -225,7 +226,8 @@ std::string Dump(const OrderedJson& j) { return j.dump(2) + "\n"; }
 absl::StatusOr<TinyTokenizerFiles> MakeTinyTokenizer(const TinyTokenizerOptions& options) {
   const int64_t vocab = options.vocab;
   if (vocab < 5 || vocab > 1000000) {
-    return absl::InvalidArgumentError(absl::StrCat("tiny tokenizer: vocab ", vocab, " is outside [5, 1000000]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tiny tokenizer: vocab ", vocab, " is outside [5, 1000000]"));
   }
   const Layout layout = ChooseLayout(vocab);
   absl::StatusOr<Trained> trained = Train(layout);
@@ -235,7 +237,8 @@ absl::StatusOr<TinyTokenizerFiles> MakeTinyTokenizer(const TinyTokenizerOptions&
   int64_t next = static_cast<int64_t>(trained->tokens.size());
   const int64_t unk_id = layout.unk ? next++ : -1;
   const int64_t bos_id = next++, eos_id = next++, pad_id = next++;
-  if (next != vocab) return absl::InternalError(absl::StrCat("tiny tokenizer: ", next, " ids for vocab ", vocab));
+  if (next != vocab)
+    return absl::InternalError(absl::StrCat("tiny tokenizer: ", next, " ids for vocab ", vocab));
   if (layout.unk) specials.emplace_back(kUnk, unk_id);
   specials.emplace_back(kBos, bos_id);
   specials.emplace_back(kEos, eos_id);
@@ -255,7 +258,8 @@ absl::StatusOr<TinyTokenizerFiles> MakeTinyTokenizer(const TinyTokenizerOptions&
   auto& entries = vocab_json.get_ref<OrderedJson::object_t&>();
   entries.reserve(trained->tokens.size() + 1);
   for (size_t i = 0; i < trained->tokens.size(); ++i) entries.emplace_back(trained->tokens[i], i);
-  if (layout.unk) entries.emplace_back(kUnk, unk_id);  // the BPE model's unk must be in its vocabulary
+  if (layout.unk)
+    entries.emplace_back(kUnk, unk_id);  // the BPE model's unk must be in its vocabulary
   model["vocab"] = std::move(vocab_json);
   OrderedJson merges = OrderedJson::array();
   for (const auto& [a, b] : trained->merges) merges.push_back({a, b});
@@ -271,9 +275,12 @@ absl::StatusOr<TinyTokenizerFiles> MakeTinyTokenizer(const TinyTokenizerOptions&
   tok["normalizer"] = nullptr;
   OrderedJson split = {{"type", "Split"}, {"behavior", "Isolated"}, {"invert", false}};
   split["pattern"] = {{"Regex", kLlama3Pattern}};
-  OrderedJson byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+  OrderedJson byte_level = {{"type", "ByteLevel"},
+                            {"add_prefix_space", false},
+                            {"trim_offsets", true},
                             {"use_regex", false}};
-  tok["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", OrderedJson::array({split, byte_level})}};
+  tok["pre_tokenizer"] = {{"type", "Sequence"},
+                          {"pretokenizers", OrderedJson::array({split, byte_level})}};
   OrderedJson bos_piece = {{"SpecialToken", {{"id", kBos}, {"type_id", 0}}}};
   OrderedJson a_piece = {{"Sequence", {{"id", "A"}, {"type_id", 0}}}};
   OrderedJson b_piece = {{"Sequence", {{"id", "B"}, {"type_id", 1}}}};
@@ -285,11 +292,17 @@ absl::StatusOr<TinyTokenizerFiles> MakeTinyTokenizer(const TinyTokenizerOptions&
   bos_def["tokens"] = OrderedJson::array({kBos});
   template_processing["special_tokens"] = OrderedJson::object();
   template_processing["special_tokens"][kBos] = std::move(bos_def);
-  OrderedJson byte_level_post = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false},
+  OrderedJson byte_level_post = {{"type", "ByteLevel"},
+                                 {"add_prefix_space", true},
+                                 {"trim_offsets", false},
                                  {"use_regex", true}};
-  tok["post_processor"] = {{"type", "Sequence"},
-                           {"processors", OrderedJson::array({byte_level_post, template_processing})}};
-  tok["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+  tok["post_processor"] = {
+      {"type", "Sequence"},
+      {"processors", OrderedJson::array({byte_level_post, template_processing})}};
+  tok["decoder"] = {{"type", "ByteLevel"},
+                    {"add_prefix_space", true},
+                    {"trim_offsets", true},
+                    {"use_regex", true}};
   tok["model"] = std::move(model);
 
   OrderedJson config;
@@ -320,9 +333,10 @@ absl::Status WriteTinyTokenizer(const TinyTokenizerOptions& options, const std::
   if (options.vocab < 5) return absl::OkStatus();
   absl::StatusOr<TinyTokenizerFiles> files = MakeTinyTokenizer(options);
   if (!files.ok()) return files.status();
-  for (const auto& [name, content] : {std::pair<const char*, const std::string*>{"tokenizer.json", &files->tokenizer_json},
-                                      {"tokenizer_config.json", &files->tokenizer_config_json},
-                                      {"generation_config.json", &files->generation_config_json}}) {
+  for (const auto& [name, content] :
+       {std::pair<const char*, const std::string*>{"tokenizer.json", &files->tokenizer_json},
+        {"tokenizer_config.json", &files->tokenizer_config_json},
+        {"generation_config.json", &files->generation_config_json}}) {
     const std::string path = dir + "/" + name;
     std::ofstream out(path, std::ios::trunc | std::ios::binary);
     out << *content;

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "engine/tokenizer/hf_tokenizer.h"
+#include "engine/tokenizer/testing/tiny_hf_tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/status_matchers.h"
@@ -11,20 +12,9 @@ namespace colo {
 namespace tokenizer {
 namespace {
 
-std::unique_ptr<HfTokenizer> Load(int64_t vocab) {
-  TinyTokenizerOptions o;
-  o.vocab = vocab;
-  absl::StatusOr<TinyTokenizerFiles> files = MakeTinyTokenizer(o);
-  EXPECT_OK(files.status());
-  absl::StatusOr<std::unique_ptr<HfTokenizer>> t = HfTokenizer::FromJson(files->tokenizer_json);
-  EXPECT_OK(t.status());
-  return t.ok() ? std::move(*t) : nullptr;
-}
-
 TEST(TinyTokenizerTest, HasExactlyTheModelsVocabulary) {
   for (int64_t vocab : {5, 64, 246, 247, 256, 258, 259, 300, 4096, 32000}) {
-    auto t = Load(vocab);
-    ASSERT_NE(t, nullptr) << vocab;
+    ASSERT_OK_AND_ASSIGN(auto t, TinyHfTokenizer(vocab));
     EXPECT_EQ(t->vocab_size(), vocab);
     // Every id decodes.
     for (int32_t id = 0; id < vocab; id += std::max<int64_t>(1, vocab / 997)) {
@@ -45,21 +35,25 @@ TEST(TinyTokenizerTest, IsDeterministic) {
 }
 
 TEST(TinyTokenizerTest, RoundTripsText) {
-  const std::string text = "The rollout engine, 42 tokens:\n\tcaf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD \xF0\x9F\x98\x80!";
+  const std::string text =
+      "The rollout engine, 42 tokens:\n\tcaf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD \xF0\x9F\x98\x80!";
   for (int64_t vocab : {247, 256, 300, 4096}) {
-    auto t = Load(vocab);
+    ASSERT_OK_AND_ASSIGN(auto t, TinyHfTokenizer(vocab));
     ASSERT_OK_AND_ASSIGN(std::vector<int32_t> ids, t->Encode(text, {.add_special_tokens = false}));
     EXPECT_THAT(t->Decode(ids), IsOkAndHolds(text)) << vocab;
   }
   // Merges make common English words single tokens at 4096.
-  auto big = Load(4096);
-  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> ids, big->Encode(" the", {.add_special_tokens = false}));
+  ASSERT_OK_AND_ASSIGN(auto big, TinyHfTokenizer(4096));
+  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> ids,
+                       big->Encode(" the", {.add_special_tokens = false}));
   EXPECT_EQ(ids.size(), 1u);
   // Small vocabularies keep lowercase ASCII; other bytes become <|unk|>.
-  auto small = Load(64);
-  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> low, small->Encode("hello world", {.add_special_tokens = false}));
+  ASSERT_OK_AND_ASSIGN(auto small, TinyHfTokenizer(64));
+  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> low,
+                       small->Encode("hello world", {.add_special_tokens = false}));
   EXPECT_THAT(small->Decode(low), IsOkAndHolds("hello world"));
-  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> other, small->Encode("~", {.add_special_tokens = false}));
+  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> other,
+                       small->Encode("~", {.add_special_tokens = false}));
   EXPECT_THAT(small->Decode(other), IsOkAndHolds("<|unk|>"));
 }
 

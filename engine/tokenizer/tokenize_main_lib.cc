@@ -35,7 +35,8 @@ absl::StatusOr<std::vector<int32_t>> IdList(const Json& req, const char* key) {
   std::vector<int32_t> ids;
   auto it = req.find(key);
   if (it == req.end()) return ids;
-  if (!it->is_array()) return absl::InvalidArgumentError(std::string(key) + ": expected an array of ids");
+  if (!it->is_array())
+    return absl::InvalidArgumentError(std::string(key) + ": expected an array of ids");
   for (const Json& v : *it) {
     if (!v.is_number_integer() || v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX) {
       return absl::InvalidArgumentError(std::string(key) + ": expected 32-bit integer ids");
@@ -69,7 +70,9 @@ bool BoolField(const Json& req, const char* key, bool fallback) {
   return it != req.end() && it->is_boolean() ? it->get<bool>() : fallback;
 }
 
-Json OptionalId(const std::optional<int32_t>& id) { return id.has_value() ? Json(*id) : Json(nullptr); }
+Json OptionalId(const std::optional<int32_t>& id) {
+  return id.has_value() ? Json(*id) : Json(nullptr);
+}
 
 absl::StatusOr<Json> Handle(const Tokenizer& tokenizer, const Json& req) {
   if (!req.is_object()) return absl::InvalidArgumentError("expected a JSON object");
@@ -77,12 +80,14 @@ absl::StatusOr<Json> Handle(const Tokenizer& tokenizer, const Json& req) {
   if (req.contains("encode") || req.contains("encode_hex")) {
     std::string text;
     if (req.contains("encode_hex")) {
-      if (!req["encode_hex"].is_string()) return absl::InvalidArgumentError("encode_hex: expected a string");
+      if (!req["encode_hex"].is_string())
+        return absl::InvalidArgumentError("encode_hex: expected a string");
       absl::StatusOr<std::string> bytes = FromHex(req["encode_hex"].get<std::string>());
       if (!bytes.ok()) return bytes.status();
       text = *bytes;
     } else {
-      if (!req["encode"].is_string()) return absl::InvalidArgumentError("encode: expected a string");
+      if (!req["encode"].is_string())
+        return absl::InvalidArgumentError("encode: expected a string");
       text = req["encode"].get<std::string>();
     }
     EncodeOptions o;
@@ -141,13 +146,15 @@ absl::StatusOr<Json> Handle(const Tokenizer& tokenizer, const Json& req) {
     return out;
   }
   if (req.contains("token_to_id")) {
-    if (!req["token_to_id"].is_string()) return absl::InvalidArgumentError("token_to_id: expected a string");
+    if (!req["token_to_id"].is_string())
+      return absl::InvalidArgumentError("token_to_id: expected a string");
     out["id"] = OptionalId(tokenizer.TokenToId(req["token_to_id"].get<std::string>()));
     return out;
   }
   if (req.contains("id_to_token") || req.contains("is_special")) {
     const char* key = req.contains("id_to_token") ? "id_to_token" : "is_special";
-    if (!req[key].is_number_integer()) return absl::InvalidArgumentError(std::string(key) + ": expected an id");
+    if (!req[key].is_number_integer())
+      return absl::InvalidArgumentError(std::string(key) + ": expected an id");
     const int32_t id = static_cast<int32_t>(req[key].get<int64_t>());
     if (req.contains("is_special")) {
       out["special"] = tokenizer.IsSpecial(id);
@@ -158,7 +165,8 @@ absl::StatusOr<Json> Handle(const Tokenizer& tokenizer, const Json& req) {
     return out;
   }
   return absl::InvalidArgumentError(
-      "expected one of encode, encode_hex, decode, stream, info, token_to_id, id_to_token, is_special");
+      "expected one of encode, encode_hex, decode, stream, info, token_to_id, id_to_token, "
+      "is_special");
 }
 
 }  // namespace
@@ -199,7 +207,8 @@ int TokenizeMain(int argc, char** argv) {
   }
   if (!absl::GetFlag(FLAGS_ids).empty()) {
     std::vector<int32_t> ids;
-    for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_ids), ',', absl::SkipWhitespace())) {
+    for (absl::string_view part :
+         absl::StrSplit(absl::GetFlag(FLAGS_ids), ',', absl::SkipWhitespace())) {
       int32_t id;
       if (!absl::SimpleAtoi(part, &id)) {
         std::cerr << "colo-tokenize: --ids: \"" << part << "\" is not an id\n";

@@ -30,7 +30,8 @@ absl::StatusOr<Json> ReadOptionalJson(const std::string& dir, const std::string&
   if (!FileExists(path)) return Json::object();
   absl::StatusOr<Json> j = ReadJsonFile(path, name);
   if (!j.ok()) return j.status();
-  if (!j->is_object()) return absl::InvalidArgumentError(absl::StrCat(name, ": expected a JSON object"));
+  if (!j->is_object())
+    return absl::InvalidArgumentError(absl::StrCat(name, ": expected a JSON object"));
   return j;
 }
 
@@ -129,8 +130,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& mo
   if (!generation.ok()) return generation.status();
   constexpr absl::string_view kConfig = "tokenizer_config.json: ";
   std::optional<bool> add_bos, add_eos;
-  for (auto [key, out] : {std::pair<absl::string_view, std::optional<bool>*>{"add_bos_token", &add_bos},
-                          {"add_eos_token", &add_eos}}) {
+  for (auto [key, out] :
+       {std::pair<absl::string_view, std::optional<bool>*>{"add_bos_token", &add_bos},
+        {"add_eos_token", &add_eos}}) {
     absl::StatusOr<const Json*> f = GetField(*config, kConfig, key);
     if (!f.ok()) return f.status();
     if (*f == nullptr) continue;
@@ -199,7 +201,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& mo
   if (!s.ok()) return s;
   if (tokenizer->eos_id_.has_value()) eos_ids.push_back(*tokenizer->eos_id_);
   for (int32_t e : eos_ids) {
-    if (std::find(tokenizer->eos_ids_.begin(), tokenizer->eos_ids_.end(), e) == tokenizer->eos_ids_.end()) {
+    if (std::find(tokenizer->eos_ids_.begin(), tokenizer->eos_ids_.end(), e) ==
+        tokenizer->eos_ids_.end()) {
       tokenizer->eos_ids_.push_back(e);
     }
   }

@@ -20,11 +20,11 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace colo {
@@ -69,14 +69,14 @@ class Tokenizer {
   // tokenizers keep every byte (invalid bytes become byte tokens and split
   // the text there, see hf_tokenizer.h); other tokenizers see each invalid
   // sequence as U+FFFD, as Python would after bytes.decode(errors="replace").
-  virtual absl::StatusOr<std::vector<int32_t>> Encode(
-      absl::string_view text, const EncodeOptions& options = {}) const = 0;
+  virtual absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
+                                                      const EncodeOptions& options = {}) const = 0;
 
   // Text of `ids`. INVALID_ARGUMENT (naming the position) for an id outside
   // [0, vocab_size()). Bytes that are not valid UTF-8 become U+FFFD, one per
   // maximal invalid subsequence, as Hugging Face does.
-  virtual absl::StatusOr<std::string> Decode(
-      absl::Span<const int32_t> ids, const DecodeOptions& options = {}) const = 0;
+  virtual absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids,
+                                             const DecodeOptions& options = {}) const = 0;
 
   // Number of ids (model vocabulary plus added tokens; ids are dense in
   // [0, vocab_size())).

@@ -66,7 +66,8 @@ TEST(TokenizerTest, LoadsTinyTokenizerWithConfig) {
   EXPECT_EQ(t->IdToToken(300), std::nullopt);
   EXPECT_EQ(t->TokenToId("not a token"), std::nullopt);
 
-  const std::string text = "Hello world!\n\tcaf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD \xF0\x9F\x98\x80 <|eos|>";
+  const std::string text =
+      "Hello world!\n\tcaf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD \xF0\x9F\x98\x80 <|eos|>";
   ASSERT_OK_AND_ASSIGN(std::vector<int32_t> ids, t->Encode(text));
   ASSERT_FALSE(ids.empty());
   EXPECT_EQ(ids.front(), 297);  // BOS from the post-processor
@@ -74,22 +75,27 @@ TEST(TokenizerTest, LoadsTinyTokenizerWithConfig) {
   ASSERT_OK_AND_ASSIGN(std::vector<int32_t> plain, t->Encode(text, {.add_special_tokens = false}));
   EXPECT_EQ(plain.size() + 1, ids.size());
   EXPECT_THAT(t->Decode(ids), IsOkAndHolds("<|bos|>" + text));
-  EXPECT_THAT(t->Decode(ids, {.skip_special_tokens = true}), IsOkAndHolds(text.substr(0, text.size() - 7)));
+  EXPECT_THAT(t->Decode(ids, {.skip_special_tokens = true}),
+              IsOkAndHolds(text.substr(0, text.size() - 7)));
 }
 
 TEST(TokenizerTest, DecodeRejectsIdsOutsideTheVocabulary) {
   ASSERT_OK_AND_ASSIGN(auto t, Tokenizer::Load(TinyDir("tiny_bad_ids", 300)));
-  EXPECT_THAT(t->Decode({1, 2, 300}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ids[2]")));
+  EXPECT_THAT(t->Decode({1, 2, 300}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ids[2]")));
   EXPECT_THAT(t->Decode({-1}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ids[0]")));
 }
 
 TEST(TokenizerTest, InvalidUtf8KeepsItsBytesAndDecodesToReplacement) {
   ASSERT_OK_AND_ASSIGN(auto t, Tokenizer::Load(TinyDir("tiny_invalid", 300)));
-  const std::string text = "ab\xFF\xE2\x82" "cd";
+  const std::string text =
+      "ab\xFF\xE2\x82"
+      "cd";
   ASSERT_OK_AND_ASSIGN(std::vector<int32_t> ids, t->Encode(text, {.add_special_tokens = false}));
   // Byte-level tokens: 0xFF and E2 82 are their own byte tokens.
   EXPECT_THAT(ids, ::testing::Contains(0xFF));
-  EXPECT_THAT(t->Decode(ids), IsOkAndHolds("ab\xEF\xBF\xBD\xEF\xBF\xBD" "cd"));
+  EXPECT_THAT(t->Decode(ids), IsOkAndHolds("ab\xEF\xBF\xBD\xEF\xBF\xBD"
+                                           "cd"));
 }
 
 TEST(TokenizerTest, GenerationConfigAndAddBosOverride) {
@@ -129,26 +135,30 @@ TEST(TokenizerTest, MalformedConfigFilesNameTheField) {
   EXPECT_THAT(Tokenizer::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument,
                                              HasSubstr("tokenizer_config.json: eos_token")));
   WriteFile(dir + "/tokenizer_config.json", R"({"pad_token": 5})");
-  EXPECT_THAT(Tokenizer::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pad_token")));
+  EXPECT_THAT(Tokenizer::Load(dir),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pad_token")));
   WriteFile(dir + "/tokenizer_config.json", R"({"pad_token": "<|not in vocab|>"})");
   ASSERT_OK_AND_ASSIGN(auto lenient, Tokenizer::Load(dir));
   EXPECT_EQ(lenient->pad_id(), std::nullopt);
   WriteFile(dir + "/tokenizer_config.json", R"({"add_bos_token": "yes"})");
-  EXPECT_THAT(Tokenizer::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("add_bos_token")));
+  EXPECT_THAT(Tokenizer::Load(dir),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("add_bos_token")));
 }
 
 TEST(TokenizerTest, MalformedTokenizerModelIsInvalidArgument) {
   const std::string dir = TestDir("bad_sentencepiece");
   WriteFile(dir + "/tokenizer.model", "this is not a protobuf");
-  EXPECT_THAT(Tokenizer::Load(dir), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tokenizer.model")));
+  EXPECT_THAT(Tokenizer::Load(dir),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tokenizer.model")));
 }
 
 TEST(TokenizerTest, ConcurrentEncodesAgree) {
   ASSERT_OK_AND_ASSIGN(auto t, Tokenizer::Load(TinyDir("tiny_threads", 4096)));
   std::vector<std::string> texts;
   for (int i = 0; i < 200; ++i) {
-    texts.push_back("sample " + std::to_string(i * 7919) + " of the rollout engine, tokens and weights " +
-                    std::string(i % 5, ' ') + "\xE4\xBD\xA0" + std::to_string(i));
+    texts.push_back("sample " + std::to_string(i * 7919) +
+                    " of the rollout engine, tokens and weights " + std::string(i % 5, ' ') +
+                    "\xE4\xBD\xA0" + std::to_string(i));
   }
   std::vector<std::vector<int32_t>> expected;
   for (const std::string& s : texts) {

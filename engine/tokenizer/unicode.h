@@ -5,6 +5,7 @@
 #define COLO_ENGINE_TOKENIZER_UNICODE_H_
 
 #include <string>
+
 #include "absl/strings/string_view.h"
 
 namespace colo {

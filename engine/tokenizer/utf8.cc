@@ -134,14 +134,12 @@ char32_t NextCodePoint(absl::string_view s, size_t* i) {
     return cp;
   }
   if (b < 0xF0) {
-    const char32_t cp = ((b & 0x0F) << 12) |
-                        ((static_cast<unsigned char>(s[*i + 1]) & 0x3F) << 6) |
+    const char32_t cp = ((b & 0x0F) << 12) | ((static_cast<unsigned char>(s[*i + 1]) & 0x3F) << 6) |
                         (static_cast<unsigned char>(s[*i + 2]) & 0x3F);
     *i += 3;
     return cp;
   }
-  const char32_t cp = ((b & 0x07) << 18) |
-                      ((static_cast<unsigned char>(s[*i + 1]) & 0x3F) << 12) |
+  const char32_t cp = ((b & 0x07) << 18) | ((static_cast<unsigned char>(s[*i + 1]) & 0x3F) << 12) |
                       ((static_cast<unsigned char>(s[*i + 2]) & 0x3F) << 6) |
                       (static_cast<unsigned char>(s[*i + 3]) & 0x3F);
   *i += 4;

@@ -15,7 +15,7 @@ TEST(Utf8Test, ValidSequences) {
   EXPECT_TRUE(IsValidUtf8(""));
   EXPECT_TRUE(IsValidUtf8("plain ascii text, long enough for the 8-byte path"));
   EXPECT_TRUE(IsValidUtf8("caf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD \xF0\x9F\x98\x80"));
-  EXPECT_TRUE(IsValidUtf8("\xF4\x8F\xBF\xBF"));  // U+10FFFF
+  EXPECT_TRUE(IsValidUtf8("\xF4\x8F\xBF\xBF"));   // U+10FFFF
   EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // above U+10FFFF
   EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));      // surrogate
   EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));          // overlong
@@ -27,9 +27,11 @@ TEST(Utf8Test, ValidSequences) {
 // The "maximal subpart" replacement Python's errors="replace" and Rust's
 // from_utf8_lossy produce (expected strings from Python 3).
 TEST(Utf8Test, LossyReplacesMaximalSubparts) {
-  EXPECT_EQ(LossyUtf8("a\xE2\x82" "b"), "a" + kFffd + "b");         // one FFFD for E2 82
+  EXPECT_EQ(LossyUtf8("a\xE2\x82"
+                      "b"),
+            "a" + kFffd + "b");  // one FFFD for E2 82
   EXPECT_EQ(LossyUtf8("\xE2\x82\xE2\x82\xAC"), kFffd + "\xE2\x82\xAC");
-  EXPECT_EQ(LossyUtf8("\xED\xA0\x80"), kFffd + kFffd + kFffd);     // ED A0: A0 not allowed after ED
+  EXPECT_EQ(LossyUtf8("\xED\xA0\x80"), kFffd + kFffd + kFffd);  // ED A0: A0 not allowed after ED
   EXPECT_EQ(LossyUtf8("\xF0\x9F\x98"), kFffd);
   EXPECT_EQ(LossyUtf8("\xF8\x88\x80\x80\x80"), kFffd + kFffd + kFffd + kFffd + kFffd);
   EXPECT_EQ(LossyUtf8("\xC0\xAF"), kFffd + kFffd);
@@ -38,9 +40,9 @@ TEST(Utf8Test, LossyReplacesMaximalSubparts) {
 
 TEST(Utf8Test, CompletePrefixLeavesOutTruncatedTail) {
   EXPECT_EQ(CompletePrefixLength("abc"), 3u);
-  EXPECT_EQ(CompletePrefixLength("ab\xE2\x82"), 2u);       // could still become a euro sign
+  EXPECT_EQ(CompletePrefixLength("ab\xE2\x82"), 2u);  // could still become a euro sign
   EXPECT_EQ(CompletePrefixLength("ab\xE2\x82\xAC"), 5u);
-  EXPECT_EQ(CompletePrefixLength("ab\xFF"), 3u);           // invalid whatever follows
+  EXPECT_EQ(CompletePrefixLength("ab\xFF"), 3u);  // invalid whatever follows
   EXPECT_EQ(CompletePrefixLength("\xE2\x82x\xF0\x9F"), 3u);
 }
 
@@ -54,7 +56,9 @@ TEST(Utf8Test, CodePointsRoundTrip) {
 }
 
 TEST(Utf8Test, SplitRunsAlternate) {
-  const std::string s = "ab\xFF\xFE" "cd\xE2\x82";
+  const std::string s =
+      "ab\xFF\xFE"
+      "cd\xE2\x82";
   std::vector<Utf8Run> runs = SplitUtf8Runs(s);
   ASSERT_EQ(runs.size(), 4u);
   EXPECT_TRUE(runs[0].valid);
