@@ -30,10 +30,9 @@ import corpus  # noqa: E402
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers  # noqa: E402
 
-SITE = os.path.dirname(os.path.dirname(os.path.abspath(os.__file__))) + "/site-packages"
 import tokenizers  # noqa: E402
 
-SITE = os.path.dirname(os.path.dirname(tokenizers.__file__))
+SITE = os.path.dirname(os.path.dirname(tokenizers.__file__))  # the venv's site-packages
 LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
           r"\s*[\r\n]+|\s+(?!\S)|\s+")
 QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"

@@ -323,9 +323,6 @@ def compare_tokenizer(name, tok, binary, tmp, strings, invalid, *, byte_level, s
           file=sys.stderr)
 
 
-_sp_added = {}
-
-
 def sp_encode(sp, text, add):
     """sentencepiece's ids with control pieces matched in the text (as
     transformers does for special tokens) and BOS prepended."""
