@@ -42,8 +42,8 @@ struct DecodeOptions {
   bool skip_special_tokens = false;
 };
 
-// Sampling defaults and stop ids from generation_config.json (absent fields
-// stay unset: the caller applies its own defaults).
+// Sampling defaults from generation_config.json (absent fields stay unset:
+// the caller applies its own defaults; the stop ids are Tokenizer::eos_ids).
 struct GenerationDefaults {
   std::optional<double> temperature;
   std::optional<double> top_p;
@@ -72,14 +72,14 @@ class Tokenizer {
   virtual absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
                                                       const EncodeOptions& options = {}) const = 0;
 
-  // Text of `ids`. INVALID_ARGUMENT (naming the position) for an id outside
-  // [0, vocab_size()). Bytes that are not valid UTF-8 become U+FFFD, one per
+  // Text of `ids`. INVALID_ARGUMENT (naming the position) for an id that is
+  // no token (outside [0, vocab_size()); Hugging Face silently drops them). Bytes that are not valid UTF-8 become U+FFFD, one per
   // maximal invalid subsequence, as Hugging Face does.
   virtual absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids,
                                              const DecodeOptions& options = {}) const = 0;
 
-  // Number of ids (model vocabulary plus added tokens; ids are dense in
-  // [0, vocab_size())).
+  // One past the largest id (model vocabulary and added tokens). Real files
+  // have no holes below it; an id that names no token is an error in Decode.
   virtual int32_t vocab_size() const = 0;
   // The token string of `id` as stored in the vocabulary (byte-level tokens
   // in their mapped form, e.g. "Ġthe"); nullopt outside the vocabulary.
