@@ -23,6 +23,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "proto/server/auth.h"
 #include "proto/server/grpc_server.h"
+#include "proto/server/tls.h"
 #include "proto/logging/logging.h"
 
 ABSL_FLAG(int, port, 0, "Port to serve on (0 picks a free port).");
@@ -148,13 +149,9 @@ absl::StatusOr<Config> ConfigFromFlags() {
     return absl::InvalidArgumentError("--tls_cert and --tls_key must be given together");
   }
   if (!cert.empty()) {
-    auto cert_pem = ReadFile(cert, "--tls_cert");
-    if (!cert_pem.ok()) return absl::InvalidArgumentError(cert_pem.status().message());
-    auto key_pem = ReadFile(key, "--tls_key");
-    if (!key_pem.ok()) return absl::InvalidArgumentError(key_pem.status().message());
-    grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key_pem, *cert_pem});
-    config.server.credentials = grpc::SslServerCredentials(ssl);
+    auto credentials = ServerTlsCredentials(cert, key);
+    if (!credentials.ok()) return absl::InvalidArgumentError(credentials.status().message());
+    config.server.credentials = *credentials;
   }
   const std::string engine_token_file = absl::GetFlag(FLAGS_engine_auth_token_file);
   if (!engine_token_file.empty()) {
