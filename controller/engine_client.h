@@ -41,6 +41,12 @@ class EngineClient {
   // Cancels every call in flight (they fail promptly with CANCELLED); later
   // calls are unaffected. Used when the engine is declared lost.
   virtual void CancelPending() = 0;
+
+  // Cancels every call in flight and fails every later call at once with
+  // CANCELLED ("controller shutting down"). Used on SIGTERM, so a transition
+  // blocked on a hung engine ends without waiting out its deadline.
+  // Idempotent.
+  virtual void Close() = 0;
 };
 
 }  // namespace controller

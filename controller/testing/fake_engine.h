@@ -127,32 +127,59 @@ class FakeEngineClient : public EngineClient {
 
   const std::string& address() const override { return engine_->address(); }
   absl::StatusOr<::colo::v1::GetServerInfoResponse> GetServerInfo() override {
+    if (closed()) return Closed();
     return engine_->GetServerInfo();
   }
   absl::StatusOr<::colo::v1::GetMemoryInfoResponse> GetMemoryInfo() override {
+    if (closed()) return Closed();
     return engine_->GetMemoryInfo();
   }
   absl::StatusOr<::colo::v1::PauseGenerationResponse> PauseGeneration(
       const std::string& mode) override {
+    if (closed()) return Closed();
     return engine_->PauseGeneration(mode);
   }
   absl::StatusOr<::colo::v1::ContinueGenerationResponse> ContinueGeneration(
       bool torch_empty_cache) override {
+    if (closed()) return Closed();
     return engine_->ContinueGeneration(torch_empty_cache);
   }
   absl::StatusOr<::colo::v1::ReleaseTagsResponse> ReleaseTags(
       const std::vector<std::string>& tags) override {
+    if (closed()) return Closed();
     return engine_->ReleaseTags(tags);
   }
   absl::StatusOr<::colo::v1::ResumeTagsResponse> ResumeTags(
       const std::vector<std::string>& tags) override {
+    if (closed()) return Closed();
     return engine_->ResumeTags(tags);
   }
-  absl::Status Probe() override { return engine_->Probe(); }
+  absl::Status Probe() override {
+    if (closed()) return Closed();
+    return engine_->Probe();
+  }
   void CancelPending() override { engine_->CancelHanging(); }
+  // Later calls fail CANCELLED; hanging ones are cancelled.
+  void Close() override {
+    {
+      absl::MutexLock lock(&mu_);
+      closed_ = true;
+    }
+    engine_->CancelHanging();
+  }
 
  private:
+  bool closed() const {
+    absl::MutexLock lock(&mu_);
+    return closed_;
+  }
+  absl::Status Closed() const {
+    return absl::CancelledError("fake engine client closed: the controller is shutting down");
+  }
+
   FakeEngine* engine_;
+  mutable absl::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // colo.v1.RolloutEngine over a FakeEngine (not owned). Generate streams
