@@ -306,7 +306,9 @@ void ControllerImpl::HealthLoop(size_t index) {
       while (!shutdown_ && absl::Now() < wake) cv_.WaitWithDeadline(&mu_, wake);
       if (shutdown_) return;
     }
-    absl::Status probe = engine.Probe();
+    absl::StatusOr<::colo::v1::GetServerInfoResponse> answer = engine.Probe();
+    const absl::Status probe = answer.status();
+    // Lost or restarted: the calls in flight are cancelled below.
     bool lost = false;
     {
       absl::MutexLock lock(&mu_);
@@ -314,6 +316,8 @@ void ControllerImpl::HealthLoop(size_t index) {
       EngineView& view = views_[index];
       if (probe.ok()) {
         view.last_ok = absl::Now();
+        lost = NoteInstanceLocked(index, *answer);
+        view.info = *answer;
         const bool was_stale = view.failed_probes > 0;
         view.failed_probes = 0;
         if (!view.healthy) {
@@ -324,21 +328,21 @@ void ControllerImpl::HealthLoop(size_t index) {
         } else if (was_stale) {
           BumpVersionLocked();  // watchers see "healthy" again
         }
-        continue;
-      }
-      // The first failure makes the engine "stale" for watchers.
-      if (++view.failed_probes == 1) BumpVersionLocked();
-      view.last_error = std::string(probe.message());
-      if (view.healthy && view.failed_probes >= options_.health_failures_to_lose) {
-        view.healthy = false;
-        BumpVersionLocked();
-        const std::string reason = absl::StrCat(
-            "engine ", engine.address(), " lost: ", view.failed_probes,
-            " consecutive health probes failed, last: ", absl::StatusCodeToString(probe.code()),
-            ": ", probe.message());
-        COLO_LOG(ERROR) << reason;
-        if (phase_ != FAILED) FailLocked("EngineLost", reason);
-        lost = true;
+      } else {
+        // The first failure makes the engine "stale" for watchers.
+        if (++view.failed_probes == 1) BumpVersionLocked();
+        view.last_error = std::string(probe.message());
+        if (view.healthy && view.failed_probes >= options_.health_failures_to_lose) {
+          view.healthy = false;
+          BumpVersionLocked();
+          const std::string reason = absl::StrCat(
+              "engine ", engine.address(), " lost: ", view.failed_probes,
+              " consecutive health probes failed, last: ", absl::StatusCodeToString(probe.code()),
+              ": ", probe.message());
+          COLO_LOG(ERROR) << reason;
+          if (phase_ != FAILED) FailLocked("EngineLost", reason);
+          lost = true;
+        }
       }
     }
     if (lost) {
@@ -516,10 +520,29 @@ void ControllerImpl::RecordMemory(size_t index, const ::colo::v1::MemoryInfo& me
   views_[index].last_ok = absl::Now();
 }
 
+bool ControllerImpl::NoteInstanceLocked(size_t index,
+                                        const ::colo::v1::GetServerInfoResponse& info) {
+  EngineView& view = views_[index];
+  if (info.instance_id().empty()) return false;  // an engine that does not report one
+  const std::string before = view.instance_id;
+  view.instance_id = info.instance_id();
+  if (before.empty() || before == info.instance_id()) return false;
+  const std::string reason = absl::StrCat(
+      "engine ", engines_[index]->address(), " restarted (instance ", before, " -> ",
+      info.instance_id(), "): its memory and weights are back to their start-up state (",
+      info.state(), ", weight_version ", info.weight_version(),
+      "); run `coloctl recover`, then send it the current weights (the trainer redoes its step)");
+  COLO_LOG(ERROR) << reason;
+  if (phase_ != FAILED) FailLocked("EngineRestarted", reason);
+  BumpVersionLocked();
+  return true;
+}
+
 void ControllerImpl::RecordInfo(size_t index,
                                 const absl::StatusOr<::colo::v1::GetServerInfoResponse>& info) {
   absl::MutexLock lock(&mu_);
   if (info.ok()) {
+    NoteInstanceLocked(index, *info);
     views_[index].info = *info;
     views_[index].last_ok = absl::Now();
   } else {

@@ -167,6 +167,8 @@ class ControllerImpl {
     int failed_probes = 0;
     // Time of the engine's last successful answer (probe or call).
     absl::Time last_ok = absl::InfinitePast();
+    // GetServerInfo.instance_id last seen; a new one means a restart.
+    std::string instance_id;
     std::string last_error;
     ::colo::v1::GetServerInfoResponse info;
     ::colo::v1::MemoryInfo memory;
@@ -187,6 +189,11 @@ class ControllerImpl {
   // (retract), released weights,kv_cache, weight_version 3" or
   // "<address>: no answer (<error>)".
   std::string DescribeEnginesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records `info`'s instance_id for engine `index`. When it changed, the
+  // engine restarted (its memory and weights are back to their start-up
+  // state): enters FAILED naming it unless already FAILED. True then.
+  bool NoteInstanceLocked(size_t index, const ::colo::v1::GetServerInfoResponse& info)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // "healthy", "stale", "lost" or "unwatched" (EngineState.health).
   std::string HealthLocked(const EngineView& view, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

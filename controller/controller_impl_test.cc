@@ -578,6 +578,25 @@ TEST_F(ControllerImplTest, UnansweredProbesMakeAnEngineStaleBeforeLost) {
   EXPECT_GT(impl->Snapshot(nullptr).engines(1).last_ok_us(), last_ok);
 }
 
+TEST_F(ControllerImplTest, RestartedEngineFailsTheNodeEvenWhenNoProbeFailed) {
+  ControllerImpl::Options options;
+  options.health_interval = absl::Milliseconds(5);
+  ASSERT_OK_AND_ASSIGN(auto impl, Make(options));
+  ASSERT_OK(impl->PrepareTraining(Prepare(1)));
+  ASSERT_OK(impl->BeginWeightSync(Begin(1)));
+  ASSERT_OK(impl->FinishWeightSync(Finish(1)));
+  // The engine process came back before two probes failed: only its
+  // instance_id tells.
+  engines_[1]->Restart();
+  ASSERT_TRUE(WaitForPhase(*impl, FAILED));
+  auto state = impl->Snapshot(nullptr);
+  EXPECT_THAT(state.reason(), AllOf(HasSubstr("engine e1:1 restarted"), HasSubstr("coloctl recover")));
+  ASSERT_OK(impl->Recover());
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), ROLLOUT);
+  // Recover does not count the new instance as another restart.
+  ASSERT_OK(impl->PrepareTraining(Prepare(2)));
+}
+
 TEST_F(ControllerImplTest, LostEngineFailsTheNode) {
   ControllerImpl::Options options;
   options.health_interval = absl::Milliseconds(5);

@@ -34,9 +34,9 @@ class EngineClient {
       const std::vector<std::string>& tags) = 0;
   virtual absl::StatusOr<::colo::v1::ResumeTagsResponse> ResumeTags(
       const std::vector<std::string>& tags) = 0;
-  // Short-deadline liveness probe (the health watch). OK when the engine
-  // answers.
-  virtual absl::Status Probe() = 0;
+  // Short-deadline liveness probe (the health watch): the engine's server
+  // info when it answers (its instance_id tells a restart).
+  virtual absl::StatusOr<::colo::v1::GetServerInfoResponse> Probe() = 0;
 
   // Cancels every call in flight (they fail promptly with CANCELLED); later
   // calls are unaffected. Used when the engine is declared lost.

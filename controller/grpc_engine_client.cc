@@ -182,11 +182,14 @@ absl::StatusOr<::colo::v1::ResumeTagsResponse> GrpcEngineClient::ResumeTags(
   return response;
 }
 
-absl::Status GrpcEngineClient::Probe() {
+absl::StatusOr<::colo::v1::GetServerInfoResponse> GrpcEngineClient::Probe() {
   ::colo::v1::GetServerInfoResponse response;
-  return Invoke("GetServerInfo", options_.probe_timeout, [&](grpc::ClientContext* c) {
-    return stub_->GetServerInfo(c, ::colo::v1::GetServerInfoRequest(), &response);
-  });
+  absl::Status status =
+      Invoke("GetServerInfo", options_.probe_timeout, [&](grpc::ClientContext* c) {
+        return stub_->GetServerInfo(c, ::colo::v1::GetServerInfoRequest(), &response);
+      });
+  if (!status.ok()) return status;
+  return response;
 }
 
 }  // namespace controller

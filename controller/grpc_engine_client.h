@@ -50,7 +50,7 @@ class GrpcEngineClient : public EngineClient {
       const std::vector<std::string>& tags) override;
   absl::StatusOr<::colo::v1::ResumeTagsResponse> ResumeTags(
       const std::vector<std::string>& tags) override;
-  absl::Status Probe() override;
+  absl::StatusOr<::colo::v1::GetServerInfoResponse> Probe() override;
   void CancelPending() override ABSL_LOCKS_EXCLUDED(mu_);
   void Close() override ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -81,7 +81,11 @@ class FakeEngine {
   bool paused() const ABSL_LOCKS_EXCLUDED(mu_);
   bool tag_resident(const std::string& tag) const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t probes() const ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status Probe() ABSL_LOCKS_EXCLUDED(mu_);
+  // The server info, like GetServerInfo but not recorded in calls().
+  absl::StatusOr<::colo::v1::GetServerInfoResponse> Probe() ABSL_LOCKS_EXCLUDED(mu_);
+  // A restarted engine process: a new instance_id, every tag resident, not
+  // paused, available.
+  void Restart() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Tag {
@@ -94,6 +98,7 @@ class FakeEngine {
   // Records the call and applies fault knobs; non-OK means "fail with this".
   absl::Status EnterLocked(const std::string& method, const std::string& call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ::colo::v1::GetServerInfoResponse InfoLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t MappedBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t DeviceFreeLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t RssLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -117,6 +122,7 @@ class FakeEngine {
   absl::flat_hash_map<std::string, absl::Status> fail_next_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> calls_ ABSL_GUARDED_BY(mu_);
   int64_t probes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t incarnation_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t caching_reserved_ ABSL_GUARDED_BY(mu_) = int64_t{1} << 20;
 };
 
@@ -154,7 +160,7 @@ class FakeEngineClient : public EngineClient {
     if (closed()) return Closed();
     return engine_->ResumeTags(tags);
   }
-  absl::Status Probe() override {
+  absl::StatusOr<::colo::v1::GetServerInfoResponse> Probe() override {
     if (closed()) return Closed();
     return engine_->Probe();
   }

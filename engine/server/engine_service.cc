@@ -387,6 +387,7 @@ grpc::Status EngineService::GetServerInfo(grpc::ServerContext*,
   response->set_num_waiting(s.num_waiting);
   response->set_kv_capacity_tokens(s.kv_capacity_tokens);
   response->set_version(kEngineVersion);
+  response->set_instance_id(runtime_->instance_id());
   response->set_memory_saver_enabled(runtime_->options().enable_memory_saver);
   response->set_reason(serving.reason);
   response->set_kv_audits(s.kv_audits_total);
