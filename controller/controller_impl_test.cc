@@ -2,8 +2,6 @@
 
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 
 #include <memory>
 #include <string>
@@ -13,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "controller/testing/fake_engine.h"
+#include "controller/testing/journal_bytes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/status_matchers.h"
@@ -474,22 +473,12 @@ TEST_F(ControllerImplTest, DamagedJournalStartsFailedNamingTheDamageAndTheEngine
     ASSERT_OK(impl->PrepareTraining(Prepare(2)));
   }
   // Flip a byte in the third record (of 8).
-  std::string data;
-  {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    data = buffer.str();
-  }
-  auto u32 = [&](size_t at) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(data[at + i])) << (8 * i);
-    return v;
-  };
-  size_t at = 8 + 8 + u32(8);
-  for (int i = 0; i < 2; ++i) at += 8 + u32(at);
+  std::string data = ReadFileBytes(path);
+  const auto frames = JournalRecordFrames(data);
+  ASSERT_EQ(frames.size(), 8u);
+  const size_t at = frames[2].first;
   data[at + 10] = static_cast<char>(data[at + 10] ^ 1);
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+  WriteFileBytes(path, data);
   for (auto& e : engines_) e->ClearCalls();
 
   ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));

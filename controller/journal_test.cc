@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "controller/testing/journal_bytes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/status_matchers.h"
@@ -135,34 +136,6 @@ TEST(JournalTest, CompactsLongJournals) {
   EXPECT_EQ(journal->replayed()[1].seq(), 21);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
-}
-
-uint32_t GetU32(const std::string& d, size_t at) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(d[at + i])) << (8 * i);
-  return v;
-}
-
-// [offset, length) of every record frame after the magic and header.
-std::vector<std::pair<size_t, size_t>> RecordFrames(const std::string& data) {
-  std::vector<std::pair<size_t, size_t>> frames;
-  size_t at = 8 + 8 + GetU32(data, 8);
-  while (at + 8 <= data.size() && at + 8 + GetU32(data, at) <= data.size()) {
-    frames.emplace_back(at, 8 + GetU32(data, at));
-    at += 8 + GetU32(data, at);
-  }
-  return frames;
-}
-
 // A journal with `n` records (steps 1, 1, 2, 2, ...).
 std::string WriteJournal(const std::string& name, int n, const Journal::Options& base = {}) {
   const std::string path = TempPath(name);
@@ -188,7 +161,7 @@ TEST(JournalTest, NewJournalHasAHeaderNamingTheNode) {
   ASSERT_OK(journal->Append(Record(::colo::v1::RELEASING, 1, "PrepareTraining")));
   const uint64_t id = journal->header().journal_id();
   journal.reset();
-  const std::string data = ReadFile(path);
+  const std::string data = ReadFileBytes(path);
   EXPECT_EQ(data.substr(0, 8), "COLOJRN2");
   ASSERT_OK_AND_ASSIGN(journal,
                        Journal::Open({.path = path, .node_id = "n1", .engines = {"a:1", "b:2"}}));
@@ -201,7 +174,7 @@ TEST(JournalTest, NewJournalHasAHeaderNamingTheNode) {
 TEST(JournalTest, AnotherNodesJournalIsRefusedAndLeftAsIs) {
   const std::string path =
       WriteJournal("journal_other_node", 3, {.node_id = "node-a", .engines = {"a:1", "b:2"}});
-  const std::string before = ReadFile(path);
+  const std::string before = ReadFileBytes(path);
   EXPECT_THAT(Journal::Open({.path = path, .node_id = "node-b", .engines = {"a:1", "b:2"}}),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr(path), HasSubstr("belongs to another node"),
@@ -209,7 +182,7 @@ TEST(JournalTest, AnotherNodesJournalIsRefusedAndLeftAsIs) {
   // Another engine order is another node too.
   EXPECT_THAT(Journal::Open({.path = path, .node_id = "node-a", .engines = {"b:2", "a:1"}}),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("[b:2,a:1]")));
-  EXPECT_EQ(ReadFile(path), before);
+  EXPECT_EQ(ReadFileBytes(path), before);
   ASSERT_OK_AND_ASSIGN(auto journal,
                        Journal::Open({.path = path, .node_id = "node-a", .engines = {"a:1", "b:2"}}));
   EXPECT_EQ(journal->replayed().size(), 3u);
@@ -217,15 +190,15 @@ TEST(JournalTest, AnotherNodesJournalIsRefusedAndLeftAsIs) {
 
 TEST(JournalTest, FlippedByteInTheMiddleKeepsEveryValidRecord) {
   const std::string path = WriteJournal("journal_flip", 14);
-  std::string data = ReadFile(path);
-  const auto frames = RecordFrames(data);
+  std::string data = ReadFileBytes(path);
+  const auto frames = JournalRecordFrames(data);
   ASSERT_EQ(frames.size(), 14u);
   for (const size_t at : {frames[7].first + 8 + 3, frames[7].first + 1}) {
     SCOPED_TRACE(at == frames[7].first + 1 ? "length field" : "payload");
     const std::string path2 = TempPath("journal_flip_" + std::to_string(at));
     std::string damaged = data;
     damaged[at] = static_cast<char>(damaged[at] ^ 0x20);
-    WriteFile(path2, damaged);
+    WriteFileBytes(path2, damaged);
     ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path2}));
     const Journal::Report& report = journal->report();
     EXPECT_EQ(report.recovery, Journal::Recovery::kCorrupt);
@@ -237,7 +210,7 @@ TEST(JournalTest, FlippedByteInTheMiddleKeepsEveryValidRecord) {
     EXPECT_THAT(report.message,
                 AllOf(HasSubstr(path2), HasSubstr(absl::StrCat("offset ", frames[7].first)),
                       HasSubstr("13 valid records were kept"), HasSubstr(report.quarantine_path)));
-    EXPECT_EQ(ReadFile(report.quarantine_path), damaged);
+    EXPECT_EQ(ReadFileBytes(report.quarantine_path), damaged);
     // Appending continues after the last valid record; a reopen is clean.
     ASSERT_OK(journal->Append(Record(::colo::v1::FAILED, 7, "JournalRecovery")));
     journal.reset();
@@ -251,15 +224,15 @@ TEST(JournalTest, FlippedByteInTheMiddleKeepsEveryValidRecord) {
 TEST(JournalTest, RecordsOfAnotherJournalSplicedInAreNotReplayed) {
   const std::string ours = WriteJournal("journal_ours", 6);
   const std::string theirs = WriteJournal("journal_theirs", 4);
-  const std::string a = ReadFile(ours);
-  const std::string b = ReadFile(theirs);
-  const auto fa = RecordFrames(a);
-  const auto fb = RecordFrames(b);
+  const std::string a = ReadFileBytes(ours);
+  const std::string b = ReadFileBytes(theirs);
+  const auto fa = JournalRecordFrames(a);
+  const auto fb = JournalRecordFrames(b);
   // Their records 2..3 between our records 3 and 4.
   const std::string spliced = a.substr(0, fa[3].first) +
                               b.substr(fb[1].first, fb[3].first - fb[1].first) +
                               a.substr(fa[3].first);
-  WriteFile(ours, spliced);
+  WriteFileBytes(ours, spliced);
   ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = ours}));
   EXPECT_EQ(journal->report().recovery, Journal::Recovery::kCorrupt);
   EXPECT_THAT(journal->report().message, HasSubstr("a record of another journal"));
@@ -270,8 +243,8 @@ TEST(JournalTest, RecordsOfAnotherJournalSplicedInAreNotReplayed) {
 TEST(JournalTest, ForeignRecordsAtTheEndAreCorruptionNotATornTail) {
   const std::string ours = WriteJournal("journal_ours_tail", 3);
   const std::string theirs = WriteJournal("journal_theirs_tail", 2);
-  const std::string b = ReadFile(theirs);
-  WriteFile(ours, ReadFile(ours) + b.substr(RecordFrames(b)[0].first));
+  const std::string b = ReadFileBytes(theirs);
+  WriteFileBytes(ours, ReadFileBytes(ours) + b.substr(JournalRecordFrames(b)[0].first));
   ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = ours}));
   EXPECT_EQ(journal->report().recovery, Journal::Recovery::kCorrupt);
   EXPECT_EQ(journal->replayed().size(), 3u);
@@ -280,9 +253,9 @@ TEST(JournalTest, ForeignRecordsAtTheEndAreCorruptionNotATornTail) {
 
 TEST(JournalTest, DuplicatedRecordIsCorruption) {
   const std::string path = WriteJournal("journal_dup", 4);
-  const std::string data = ReadFile(path);
-  const auto f = RecordFrames(data);
-  WriteFile(path, data.substr(0, f[2].first) + data.substr(f[1].first, f[1].second) +
+  const std::string data = ReadFileBytes(path);
+  const auto f = JournalRecordFrames(data);
+  WriteFileBytes(path, data.substr(0, f[2].first) + data.substr(f[1].first, f[1].second) +
                       data.substr(f[2].first));
   ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path}));
   EXPECT_EQ(journal->report().recovery, Journal::Recovery::kCorrupt);
@@ -292,7 +265,7 @@ TEST(JournalTest, DuplicatedRecordIsCorruption) {
 
 TEST(JournalTest, ZeroFilledTailIsTorn) {
   const std::string path = WriteJournal("journal_zeros", 3);
-  WriteFile(path, ReadFile(path) + std::string(4096, '\0'));
+  WriteFileBytes(path, ReadFileBytes(path) + std::string(4096, '\0'));
   ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path}));
   EXPECT_EQ(journal->report().recovery, Journal::Recovery::kTornTail);
   EXPECT_FALSE(journal->report().lost_history);
@@ -302,27 +275,27 @@ TEST(JournalTest, ZeroFilledTailIsTorn) {
 
 TEST(JournalTest, EmptyFileStartsOverAndReportsLostHistory) {
   const std::string path = TempPath("journal_empty");
-  WriteFile(path, "");
+  WriteFileBytes(path, "");
   ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path}));
   EXPECT_EQ(journal->report().recovery, Journal::Recovery::kEmptyFile);
   EXPECT_TRUE(journal->report().lost_history);
   EXPECT_THAT(journal->report().message, AllOf(HasSubstr(path), HasSubstr("empty")));
   EXPECT_TRUE(journal->replayed().empty());
-  EXPECT_EQ(ReadFile(path).substr(0, 8), "COLOJRN2");
+  EXPECT_EQ(ReadFileBytes(path).substr(0, 8), "COLOJRN2");
 }
 
 TEST(JournalTest, DamagedHeaderStartsOverKeepingTheFile) {
   const std::string path = WriteJournal("journal_header_damage", 4);
-  const std::string data = ReadFile(path);
+  const std::string data = ReadFileBytes(path);
   for (const std::string& damaged :
        {data.substr(0, 5), data.substr(0, 12), data.substr(0, 9) + "X" + data.substr(10)}) {
-    WriteFile(path, damaged);
+    WriteFileBytes(path, damaged);
     ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path}));
     EXPECT_EQ(journal->report().recovery, Journal::Recovery::kDamagedHeader);
     EXPECT_TRUE(journal->report().lost_history);
     EXPECT_TRUE(journal->replayed().empty());
     EXPECT_THAT(journal->report().message, HasSubstr(path));
-    EXPECT_EQ(ReadFile(journal->report().quarantine_path), damaged);
+    EXPECT_EQ(ReadFileBytes(journal->report().quarantine_path), damaged);
   }
 }
 
@@ -331,11 +304,11 @@ TEST(JournalTest, GarbageIsRefusedAndLeftAsIs) {
   std::mt19937 rng(18);
   std::string garbage(704, '\0');
   for (char& c : garbage) c = static_cast<char>(rng());
-  WriteFile(path, garbage);
+  WriteFileBytes(path, garbage);
   EXPECT_THAT(Journal::Open({.path = path}),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr(path), HasSubstr("not a colo journal"), HasSubstr("mv "))));
-  EXPECT_EQ(ReadFile(path), garbage);
+  EXPECT_EQ(ReadFileBytes(path), garbage);
 }
 
 TEST(JournalTest, FormatOneJournalIsMigrated) {
@@ -353,14 +326,14 @@ TEST(JournalTest, FormatOneJournalIsMigrated) {
     legacy += frame + payload;
   }
   const std::string path = TempPath("journal_legacy");
-  WriteFile(path, legacy + "\x05\x00");  // and a torn tail
+  WriteFileBytes(path, legacy + "\x05\x00");  // and a torn tail
   ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path, .node_id = "n"}));
   EXPECT_EQ(journal->report().recovery, Journal::Recovery::kMigrated);
   EXPECT_FALSE(journal->report().lost_history);
   ASSERT_EQ(journal->replayed().size(), 3u);
   ASSERT_OK(journal->Append(Record(::colo::v1::TRAINING, 3, "PrepareTraining")));
   journal.reset();
-  EXPECT_EQ(ReadFile(path).substr(0, 8), "COLOJRN2");
+  EXPECT_EQ(ReadFileBytes(path).substr(0, 8), "COLOJRN2");
   ASSERT_OK_AND_ASSIGN(journal, Journal::Open({.path = path, .node_id = "n"}));
   EXPECT_EQ(journal->report().recovery, Journal::Recovery::kClean);
   ASSERT_EQ(journal->replayed().size(), 4u);

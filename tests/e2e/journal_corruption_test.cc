@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "controller/testing/journal_bytes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_fixture.h"
@@ -42,41 +43,9 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << data;
-}
-
-uint32_t GetU32(const std::string& d, size_t at) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(d[at + i])) << (8 * i);
-  return v;
-}
-
-// [offset, length) of every record frame ([u32 length][u32 crc][payload]),
-// skipping the magic and header frame when the file has them.
-std::vector<std::pair<size_t, size_t>> RecordFrames(const std::string& data) {
-  std::vector<std::pair<size_t, size_t>> frames;
-  size_t at = 0;
-  if (data.compare(0, 7, "COLOJRN") == 0) {
-    at = 8;
-    at += 8 + GetU32(data, at);  // the header frame
-  }
-  while (at + 8 <= data.size()) {
-    const size_t len = 8 + GetU32(data, at);
-    if (at + len > data.size()) break;
-    frames.emplace_back(at, len);
-    at += len;
-  }
-  return frames;
-}
+using ::colo::controller::JournalRecordFrames;
+using ::colo::controller::ReadFileBytes;
+using ::colo::controller::WriteFileBytes;
 
 // Files in the journal's directory whose name starts with "journal.corrupt".
 std::vector<std::string> QuarantinedCopies(const E2ENode& node) {
@@ -135,12 +104,12 @@ class JournalCorruptionTest : public ::testing::Test {
 
 TEST_F(JournalCorruptionTest, TornTailIsDroppedAndTheTransitionFinished) {
   StartInTrainingAndKillController(2);
-  const std::string data = ReadFile(node_->journal());
-  const auto frames = RecordFrames(data);
+  const std::string data = ReadFileBytes(node_->journal());
+  const auto frames = JournalRecordFrames(data);
   ASSERT_GE(frames.size(), 2u);
   // A crash in the middle of appending the last record (TRAINING, step 2).
   const auto& last = frames.back();
-  WriteFile(node_->journal(), data.substr(0, last.first + last.second / 2));
+  WriteFileBytes(node_->journal(), data.substr(0, last.first + last.second / 2));
   ASSERT_OK(node_->RestartController());
   colo::v1::NodeState state = State();
   EXPECT_EQ(state.phase(), colo::v1::TRAINING) << state.reason();
@@ -157,14 +126,14 @@ TEST_F(JournalCorruptionTest, TornTailIsDroppedAndTheTransitionFinished) {
 
 TEST_F(JournalCorruptionTest, FlippedByteInTheMiddleKeepsTheValidRecordsAndFails) {
   StartInTrainingAndKillController(3);
-  const std::string original = ReadFile(node_->journal());
-  const auto frames = RecordFrames(original);
+  const std::string original = ReadFileBytes(node_->journal());
+  const auto frames = JournalRecordFrames(original);
   ASSERT_EQ(frames.size(), 14u) << "2 cycles of 6 records + PrepareTraining(3)";
   // Record 8 of 14 (step 2's TRAINING): one byte of its payload flipped.
   std::string damaged = original;
   const size_t at = frames[7].first + 8 + 2;
   damaged[at] = static_cast<char>(damaged[at] ^ 0x40);
-  WriteFile(node_->journal(), damaged);
+  WriteFileBytes(node_->journal(), damaged);
 
   ASSERT_OK(node_->RestartController());
   colo::v1::NodeState state = State();
@@ -177,9 +146,9 @@ TEST_F(JournalCorruptionTest, FlippedByteInTheMiddleKeepsTheValidRecordsAndFails
   // journal still holds the 13 valid records (plus the FAILED one).
   const std::vector<std::string> copies = QuarantinedCopies(*node_);
   ASSERT_EQ(copies.size(), 1u);
-  EXPECT_EQ(ReadFile(copies[0]), damaged);
+  EXPECT_EQ(ReadFileBytes(copies[0]), damaged);
   EXPECT_THAT(state.reason(), HasSubstr(copies[0]));
-  EXPECT_GE(RecordFrames(ReadFile(node_->journal())).size(), 14u);
+  EXPECT_GE(JournalRecordFrames(ReadFileBytes(node_->journal())).size(), 14u);
 
   // The trainer, on step 3, is told to recover (not "step 2 is older").
   EXPECT_THAT(trainer_->BeginWeightSync(3),
@@ -193,7 +162,7 @@ TEST_F(JournalCorruptionTest, FlippedByteInTheMiddleKeepsTheValidRecordsAndFails
 
 TEST_F(JournalCorruptionTest, TruncatedHeaderFailsNamingTheJournal) {
   StartInTrainingAndKillController(2);
-  WriteFile(node_->journal(), ReadFile(node_->journal()).substr(0, 5));
+  WriteFileBytes(node_->journal(), ReadFileBytes(node_->journal()).substr(0, 5));
   ASSERT_OK(node_->RestartController());
   colo::v1::NodeState state = State();
   ASSERT_EQ(state.phase(), colo::v1::FAILED) << state.reason();
@@ -205,7 +174,7 @@ TEST_F(JournalCorruptionTest, TruncatedHeaderFailsNamingTheJournal) {
 
 TEST_F(JournalCorruptionTest, EmptyJournalFailsNamingTheJournal) {
   StartInTrainingAndKillController(2);
-  WriteFile(node_->journal(), "");
+  WriteFileBytes(node_->journal(), "");
   ASSERT_OK(node_->RestartController());
   colo::v1::NodeState state = State();
   ASSERT_EQ(state.phase(), colo::v1::FAILED) << state.reason();
@@ -232,12 +201,12 @@ TEST_F(JournalCorruptionTest, GarbageIsRefusedAndLeftUntouched) {
   std::mt19937 rng(18);
   std::string garbage(704, '\0');
   for (char& c : garbage) c = static_cast<char>(rng());
-  WriteFile(node_->journal(), garbage);
+  WriteFileBytes(node_->journal(), garbage);
   absl::Status restarted = node_->RestartController();
   EXPECT_THAT(restarted, StatusIs(absl::StatusCode::kInternal,
                                   AllOf(HasSubstr(node_->journal()),
                                         HasSubstr("not a colo journal"))));
-  EXPECT_EQ(ReadFile(node_->journal()), garbage) << "a file it does not recognise is left as is";
+  EXPECT_EQ(ReadFileBytes(node_->journal()), garbage) << "a file it does not recognise is left as is";
   // The operator moves it away, as the message says; the controller then
   // starts without history and, as the engines are mid-cycle, FAILED.
   ASSERT_EQ(::rename(node_->journal().c_str(), (node_->journal() + ".bad").c_str()), 0);
@@ -254,14 +223,14 @@ TEST_F(JournalCorruptionTest, AnotherNodesJournalIsRefused) {
   ASSERT_OK_AND_ASSIGN(trainer_, DemoTrainer::Create(node_->TrainerOptions()));
   ASSERT_OK(trainer_->RunCycle(1).status());
   node_->KillController();
-  const std::string before = ReadFile(node_->journal());
+  const std::string before = ReadFileBytes(node_->journal());
   // The same file under a controller configured as another node.
   node_->set_controller_flags({"--node_id=node-b"});
   absl::Status restarted = node_->RestartController();
   EXPECT_THAT(restarted, StatusIs(absl::StatusCode::kInternal,
                                   AllOf(HasSubstr(node_->journal()), HasSubstr("node-a"),
                                         HasSubstr("node-b"))));
-  EXPECT_EQ(ReadFile(node_->journal()), before);
+  EXPECT_EQ(ReadFileBytes(node_->journal()), before);
   // Under its own identity the journal replays: ROLLOUT at step 1.
   node_->set_controller_flags({"--node_id=node-a"});
   ASSERT_OK(node_->RestartController());
