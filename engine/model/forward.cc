@@ -15,6 +15,7 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/swiglu.h"
 #include "proto/logging/logging.h"
+#include "proto/status/status_macros.h"
 
 namespace colo {
 namespace engine {
@@ -137,10 +138,10 @@ absl::Status TransformerModel::Validate(absl::Span<const ForwardRequest> batch,
           "request ", r, ": ", q.slots.size(), " slots for ", total, " positions"));
     }
     for (int64_t i = 0; i < n; ++i) {
-      if (q.new_tokens[i] < 0 || q.new_tokens[i] >= c.vocab_size) {
+      if (q.new_tokens[i] < 0 || q.new_tokens[i] >= vocab_size()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "request ", r, ": token ", q.new_tokens[i], " at position ",
-            q.cached_len + i, " outside the vocabulary of ", c.vocab_size));
+            q.cached_len + i, " outside the vocabulary of ", vocab_size()));
       }
     }
     if (full_slots > 0) {
@@ -181,8 +182,12 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   if (!valid.ok()) return valid;
   const ModelConfig& c = config();
   const ModelWeights& W = *weights_;
+  // On a tensor-parallel shard Q, KV, I and V are this rank's (forward.h);
+  // full_vocab is the model's.
   const int64_t H = c.hidden_size, Q = c.QSize(), KV = c.KvSize(),
                 QKV = Q + 2 * KV, I = c.intermediate_size, V = c.vocab_size;
+  const bool sharded = tp_.size > 1;
+  const int64_t full_vocab = vocab_size();
   const int hd = c.head_dim, half = hd / 2;
   const int num_requests = static_cast<int>(batch.size());
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -239,7 +244,18 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   COLO_SCRATCH(sin_t, T * half);
 
   kernels::ThreadPool* pool = threads_;
-  if (!kernels::EmbeddingLookup(W.embed(), V, H, tokens.data(), T, hidden)) {
+  if (sharded) {
+    // Vocab-parallel embedding: each rank contributes the rows it holds.
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t row = tokens[t] - tp_.vocab_begin;
+      if (row >= 0 && row < V) {
+        std::memcpy(hidden + t * H, W.embed() + row * H, H * sizeof(float));
+      } else {
+        std::memset(hidden + t * H, 0, H * sizeof(float));
+      }
+    }
+    RETURN_IF_ERROR(tp_.collectives->AllReduceSum(hidden, T * H));
+  } else if (!kernels::EmbeddingLookup(W.embed(), V, H, tokens.data(), T, hidden)) {
     return absl::InvalidArgumentError("token outside the vocabulary");
   }
   kernels::RopeCosSin(inv_freq_, positions.data(), T, cos_t, sin_t);
@@ -307,7 +323,8 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
                            attn + t * Q + int64_t{h} * hd);
       }
     });
-    linear(attn, T, Q, L.o, H, L.o_bias, normed);
+    linear(attn, T, Q, L.o, H, tp_.rank == 0 ? L.o_bias : nullptr, normed);
+    if (sharded) RETURN_IF_ERROR(tp_.collectives->AllReduceSum(normed, T * H));
     rows(T, [&](int64_t b, int64_t e) {
       AddInPlace(hidden + b * H, normed + b * H, (e - b) * H);
       kernels::RmsNorm(hidden + b * H, e - b, H, L.post_norm, eps, normed + b * H);
@@ -317,6 +334,7 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
       kernels::SwiGlu(gate_up + b * 2 * I, e - b, I, act + b * I);
     });
     linear(act, T, I, L.down, H, nullptr, normed);
+    if (sharded) RETURN_IF_ERROR(tp_.collectives->AllReduceSum(normed, T * H));
     rows(T, [&](int64_t b, int64_t e) {
       AddInPlace(hidden + b * H, normed + b * H, (e - b) * H);
     });
@@ -325,25 +343,45 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   // Final norm and logits for the last token of each request.
   float *last, *logits;
   COLO_SCRATCH(last, int64_t{num_requests} * H);
-  COLO_SCRATCH(logits, int64_t{num_requests} * V);
+  COLO_SCRATCH(logits, int64_t{num_requests} * full_vocab);
+  float *local_logits = logits, *gathered = nullptr;
+  if (sharded) {
+    COLO_SCRATCH(local_logits, int64_t{num_requests} * V);
+    COLO_SCRATCH(gathered, int64_t{tp_.size} * num_requests * V);
+  }
 #undef COLO_SCRATCH
   for (int r = 0; r < num_requests; ++r) {
     kernels::RmsNorm(hidden + last_token[r] * H, 1, H, W.final_norm(), eps, last + r * H);
   }
-  linear(last, num_requests, H, W.lm_head(), V, nullptr, logits);
+  linear(last, num_requests, H, W.lm_head(), V, nullptr, local_logits);
+  if (sharded) {
+    // Vocab-parallel LM head: rank k computed the columns k * V .. of
+    // every request's logits (its last rows may be padding).
+    RETURN_IF_ERROR(
+        tp_.collectives->AllGather(local_logits, int64_t{num_requests} * V, gathered));
+    for (int k = 0; k < tp_.size; ++k) {
+      const int64_t begin = int64_t{k} * V;
+      const int64_t n = std::min(V, full_vocab - begin);
+      if (n <= 0) break;
+      for (int r = 0; r < num_requests; ++r) {
+        std::memcpy(logits + r * full_vocab + begin,
+                    gathered + (int64_t{k} * num_requests + r) * V, n * sizeof(float));
+      }
+    }
+  }
 
   ForwardResult result;
   if (options.sample) {
     result.tokens.resize(num_requests);
     pool->ParallelFor(num_requests, 1, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
-        result.tokens[r] = kernels::SampleToken(logits + r * V, V, batch[r].sampling,
-                                                batch[r].sample_step);
+        result.tokens[r] = kernels::SampleToken(logits + r * full_vocab, full_vocab,
+                                                batch[r].sampling, batch[r].sample_step);
       }
     });
   }
   if (options.return_logits) {
-    result.logits.assign(logits, logits + int64_t{num_requests} * V);
+    result.logits.assign(logits, logits + int64_t{num_requests} * full_vocab);
   }
   return result;
 }

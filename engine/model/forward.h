@@ -45,6 +45,7 @@
 #include "engine/memory/tagged_pool.h"
 #include "engine/model/model_config.h"
 #include "engine/model/model_weights.h"
+#include "engine/model/tp_collectives.h"
 #include "kernels/cpu/sampling.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kvcache/kv_layout.h"
@@ -95,6 +96,23 @@ struct ForwardResult {
   std::vector<float> logits;                  // [num_requests][vocab]
 };
 
+// Tensor parallelism (engine/tp): the model holds one rank's shard. Its
+// ModelConfig then has the rank's attention heads, KV heads and
+// intermediate size, and vocab_size = the rows of the embedding and LM head
+// it holds (full rows vocab_begin.., the last rank's padded with zero rows).
+// Forward sums the vocab-parallel embedding over the ranks, all-reduces the
+// outputs of the row-parallel o_proj and down_proj (rank 0 alone adds the
+// o_proj bias) and all-gathers the LM head's logits, so every rank holds
+// the full hidden states and the full logits. Every rank must call Forward
+// with the same batch (and its own KV view, of its own KV heads).
+struct TensorParallelShard {
+  int rank = 0;
+  int size = 1;  // 1: not sharded (the other fields are unused)
+  int64_t full_vocab_size = 0;
+  int64_t vocab_begin = 0;
+  TpCollectives* collectives = nullptr;  // required when size > 1; not owned
+};
+
 class TransformerModel {
  public:
   struct Options {
@@ -123,6 +141,14 @@ class TransformerModel {
   void set_batch_invariant(bool on) { batch_invariant_ = on; }
   bool batch_invariant() const { return batch_invariant_; }
   ModelWeights& weights() { return *weights_; }
+  // See TensorParallelShard. Not thread-safe with Forward.
+  void set_tensor_parallel(const TensorParallelShard& shard) { tp_ = shard; }
+  const TensorParallelShard& tensor_parallel() const { return tp_; }
+  // The vocabulary tokens are checked against and logits cover (the full
+  // model's, also on a tensor-parallel shard).
+  int64_t vocab_size() const {
+    return tp_.size > 1 ? tp_.full_vocab_size : config().vocab_size;
+  }
 
   absl::StatusOr<ForwardResult> Forward(
       absl::Span<const ForwardRequest> batch, const KvCacheView& kv,
@@ -139,6 +165,7 @@ class TransformerModel {
   kernels::ThreadPool* const threads_;
   std::vector<double> inv_freq_;
   bool batch_invariant_ = true;
+  TensorParallelShard tp_;
 };
 
 }  // namespace engine
