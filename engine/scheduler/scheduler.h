@@ -99,11 +99,14 @@ struct PauseResult {
   int num_aborted = 0;
   int num_retracted = 0;
   int num_kept = 0;
+  // Tensor parallelism: every other rank's answer (ModelRunner::peers()).
+  std::vector<RankCacheReport> ranks;
 };
 
 struct ContinueResult {
   uint64_t reserved_bytes_before = 0;
   uint64_t reserved_bytes_after = 0;
+  std::vector<RankCacheReport> ranks;  // the other ranks' allocators
 };
 
 struct TagTransition {
@@ -112,6 +115,9 @@ struct TagTransition {
   DeviceMemoryInfo before;
   DeviceMemoryInfo after;
   int num_retracted = 0;  // requests paused in place whose KV was released
+  // Tensor parallelism: the other ranks' own transitions (this struct's
+  // other fields are rank 0's).
+  std::vector<RankTransition> ranks;
 };
 
 struct PoolSnapshot {
