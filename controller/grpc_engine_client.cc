@@ -174,9 +174,16 @@ absl::StatusOr<::colo::v1::ResumeTagsResponse> GrpcEngineClient::ResumeTags(
 
 absl::Status GrpcEngineClient::Probe() {
   ::colo::v1::GetServerInfoResponse response;
-  return Invoke("GetServerInfo", options_.probe_timeout, [&](grpc::ClientContext* c) {
+  absl::Status s = Invoke("GetServerInfo", options_.probe_timeout, [&](grpc::ClientContext* c) {
     return stub_->GetServerInfo(c, ::colo::v1::GetServerInfoRequest(), &response);
   });
+  // An engine that answers but failed for good (a tensor-parallel rank died
+  // or hung) is as lost as one that does not answer.
+  if (s.ok() && response.state() == "failed") {
+    return absl::UnavailableError(
+        absl::StrCat("engine ", address(), " reports state failed: ", response.reason()));
+  }
+  return s;
 }
 
 }  // namespace controller

@@ -75,7 +75,8 @@ absl::StatusOr<colo::v1::GetWeightChecksumsResponse> TpWeightChecksums(
   std::vector<colo::internal::TpChecksumsReply> ranks(1);
   ASSIGN_OR_RETURN(ranks[0], ShardChecksumPieces(*runtime.shard_plan(), runtime.weights(), names));
   colo::internal::TpCommand command;
-  for (const std::string& n : names) command.mutable_checksums()->add_names(n);
+  colo::internal::TpChecksums* checksums = command.mutable_checksums();  // empty: all
+  for (const std::string& n : names) checksums->add_names(n);
   ASSIGN_OR_RETURN(std::vector<colo::internal::TpReply> replies,
                    runtime.tp()->CallAll(command, absl::Minutes(10)));
   for (const colo::internal::TpReply& r : replies) ranks.push_back(r.checksums());

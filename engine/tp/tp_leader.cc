@@ -269,6 +269,13 @@ void TpLeader::Fail(int rank, const absl::Status& reason) {
                         : std::string(reason.message());
     listeners = listeners_;
   }
+  // Fail every waiting call at once (their ranks are out of step now), and
+  // tell the edge (health) before anything slow.
+  for (const auto& peer : peers_) {
+    peer->MarkLost(absl::UnavailableError(absl::StrCat("the engine FAILED: ", failure())));
+  }
+  for (const auto& l : listeners) l();
+  // A launched child's exit status, when it died (best effort).
   if (rank > 0) {
     const std::string exit = ChildExit(rank);
     if (!exit.empty()) {
@@ -277,11 +284,6 @@ void TpLeader::Fail(int rank, const absl::Status& reason) {
     }
   }
   COLO_LOG(ERROR) << "engine FAILED: " << failure();
-  // Fail every waiting call at once (their ranks are out of step now).
-  for (const auto& peer : peers_) {
-    peer->MarkLost(absl::UnavailableError(absl::StrCat("the engine FAILED: ", failure())));
-  }
-  for (const auto& l : listeners) l();
 }
 
 absl::Status TpLeader::Diagnose(const absl::Status& error) {
@@ -308,7 +310,7 @@ std::string TpLeader::ChildExit(int rank) {
   const pid_t pid = children_[rank - 1];
   if (pid <= 0) return "";
   // A dying child may take a moment to become reapable.
-  for (int attempt = 0; attempt < 50; ++attempt) {
+  for (int attempt = 0; attempt < 200; ++attempt) {
     int status = 0;
     const pid_t r = waitpid(pid, &status, WNOHANG);
     if (r == pid) {
@@ -361,13 +363,18 @@ void TpLeader::Shutdown() {
     if (id.ok()) sent.emplace_back(peer.get(), *id);
   }
   for (auto [peer, id] : sent) (void)peer->Final(id, deadline);
+  std::vector<bool> lost;
+  for (const auto& peer : peers_) lost.push_back(!peer->lost().ok());
   peers_.clear();  // closes the connections
   comm_.reset();
   // Reap launched children; kill those that do not exit in time.
   absl::MutexLock lock(&children_mu_);
   const absl::Time reap_deadline = absl::Now() + absl::Seconds(10);
-  for (pid_t& pid : children_) {
+  for (size_t i = 0; i < children_.size(); ++i) {
+    pid_t& pid = children_[i];
     if (pid <= 0) continue;
+    // A lost rank (hung, stopped) will not exit by itself.
+    if (i < lost.size() && lost[i]) kill(pid, SIGKILL);
     while (true) {
       int status = 0;
       const pid_t r = waitpid(pid, &status, WNOHANG);
