@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/model/moe_cpu.h"
 #include "engine/model/safetensors.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/linear.h"
@@ -59,6 +60,7 @@ TransformerModel::TransformerModel(std::unique_ptr<ModelWeights> weights,
   const ModelConfig& c = weights_->config();
   inv_freq_ = kernels::RopeInverseFrequencies(c.head_dim, c.rope_theta,
                                               c.rope_scaling);
+  rope_attention_scaling_ = kernels::RopeAttentionScaling(c.rope_scaling);
 }
 
 absl::StatusOr<std::unique_ptr<TransformerModel>> TransformerModel::Load(
@@ -227,7 +229,7 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   }
 
   Scratch scratch(allocator_);
-  float *hidden, *normed, *qkv, *attn, *gate_up, *act, *cos_t, *sin_t;
+  float *hidden, *normed, *qkv, *attn, *gate_up, *act, *cos_t, *sin_t, *mlp_out = nullptr;
 #define COLO_SCRATCH(var, n)                          \
   {                                                   \
     absl::StatusOr<float*> _p = scratch.Floats(n);    \
@@ -242,6 +244,16 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   COLO_SCRATCH(act, T * I);
   COLO_SCRATCH(cos_t, T * half);
   COLO_SCRATCH(sin_t, T * half);
+  MoeScratch moe;
+  if (c.IsMoe()) {
+    const MoeScratchSizes sizes = MoeScratchFor(c, T);
+    COLO_SCRATCH(mlp_out, T * H);
+    COLO_SCRATCH(moe.logits, sizes.logits);
+    COLO_SCRATCH(moe.gathered, sizes.gathered);
+    COLO_SCRATCH(moe.gate_up, sizes.gate_up);
+    COLO_SCRATCH(moe.act, sizes.act);
+    COLO_SCRATCH(moe.expert_out, sizes.expert_out);
+  }
 
   kernels::ThreadPool* pool = threads_;
   if (sharded) {
@@ -258,7 +270,7 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   } else if (!kernels::EmbeddingLookup(W.embed(), V, H, tokens.data(), T, hidden)) {
     return absl::InvalidArgumentError("token outside the vocabulary");
   }
-  kernels::RopeCosSin(inv_freq_, positions.data(), T, cos_t, sin_t);
+  kernels::RopeCosSin(inv_freq_, positions.data(), T, cos_t, sin_t, rope_attention_scaling_);
 
   auto linear = [&](const float* x, int64_t m, int64_t k, const float* w,
                     int64_t n, const float* bias, float* y) {
@@ -320,7 +332,8 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
             sliding ? swa_slots[r].data() : batch[r].slots.data();
         kernels::AttendOne(qkv + t * QKV + int64_t{h} * hd, positions[t], key_slots,
                            k_pool, v_pool, h / group, shape, probs.data(),
-                           attn + t * Q + int64_t{h} * hd);
+                           attn + t * Q + int64_t{h} * hd,
+                           L.sinks != nullptr ? L.sinks[h] : -INFINITY);
       }
     });
     linear(attn, T, Q, L.o, H, tp_.rank == 0 ? L.o_bias : nullptr, normed);
@@ -329,6 +342,15 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
       AddInPlace(hidden + b * H, normed + b * H, (e - b) * H);
       kernels::RmsNorm(hidden + b * H, e - b, H, L.post_norm, eps, normed + b * H);
     });
+    if (c.IsMoeLayer(layer)) {
+      MoeMlpCpu(c, L, normed, T, &moe, pool, mlp_out);
+      // Tensor parallelism: each rank ran its slice of every expert.
+      if (sharded) RETURN_IF_ERROR(tp_.collectives->AllReduceSum(mlp_out, T * H));
+      rows(T, [&](int64_t b, int64_t e) {
+        AddInPlace(hidden + b * H, mlp_out + b * H, (e - b) * H);
+      });
+      continue;
+    }
     linear(normed, T, H, L.gate_up, 2 * I, nullptr, gate_up);
     rows(T, [&](int64_t b, int64_t e) {
       kernels::SwiGlu(gate_up + b * 2 * I, e - b, I, act + b * I);

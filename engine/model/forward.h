@@ -1,5 +1,7 @@
 // TransformerModel: the batched forward pass of a decoder-only transformer
-// (Llama / Mistral / Qwen2 / Qwen3 layout) on the CPU, over a paged KV cache.
+// (Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE / GPT-OSS layout) on the CPU,
+// over a paged KV cache. MoE layers run moe_cpu.h (tokens grouped by expert,
+// one GEMM per active expert); gpt-oss attention adds its sinks.
 //
 // The scheduler calls Forward() with a batch of requests. Request r has
 // `cached_len` tokens whose KV is already in the cache (positions
@@ -15,9 +17,10 @@
 // The KV memory is described by KvCacheView (kvcache/kv_layout.h LayerKv per
 // layer), so the model does not depend on the cache's bookkeeping classes.
 //
-// Determinism: each token's computation (GEMMs via kernels::Linear, norms,
-// attention per (token, head), sampling with a counter-based RNG) does not
-// depend on which other requests are in the batch or on threading, so a
+// Determinism: each token's computation (GEMMs via kernels::Linear /
+// kernels::MatMul, norms, attention per (token, head), MoE routing and the
+// combine in ascending expert order, sampling with a counter-based RNG) does
+// not depend on which other requests are in the batch or on threading, so a
 // request produces bit-identical logits alone or in any batch.
 //
 // Transient buffers (activations) come from the CachingAllocator and are
@@ -134,7 +137,8 @@ class TransformerModel {
   const ModelConfig& config() const { return weights_->config(); }
 
   // Batch invariance (the default) runs every GEMM with kernels::Linear.
-  // When false, GEMMs with more than one row use OpenBLAS (LinearBlas):
+  // When false, dense GEMMs with more than one row use OpenBLAS (LinearBlas;
+  // MoE experts always run the batch-invariant kernels):
   // faster prefill and large-batch decode, but a request's logits then
   // depend (in the last bits) on the batch it ran in. Not thread-safe with
   // Forward.
@@ -164,6 +168,7 @@ class TransformerModel {
   CachingAllocator* const allocator_;
   kernels::ThreadPool* const threads_;
   std::vector<double> inv_freq_;
+  double rope_attention_scaling_ = 1.0;
   bool batch_invariant_ = true;
   TensorParallelShard tp_;
 };

@@ -1,10 +1,12 @@
 #include "engine/tp/shard_loader.h"
 
 #include <cstring>
+#include <vector>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/model/mxfp4.h"
 #include "proto/status/status_macros.h"
 
 namespace colo {
@@ -26,6 +28,19 @@ absl::Status ReadShard(const SafetensorsCheckpoint& checkpoint, const ShardPlan&
                                               ShapeString(info.shape), " but the plan says ",
                                               ShapeString(shard.local_shape)));
     }
+    std::memset(info.data, 0, info.NumElements() * sizeof(float));  // padding / zero shards
+    if (CheckpointHasMxfp4(checkpoint, info.name)) {
+      // MXFP4 experts (gpt-oss): dequantize the full tensor, keep the shard.
+      std::vector<float> full(static_cast<size_t>(shard.FullElements()));
+      RETURN_IF_ERROR(ReadCheckpointTensor(checkpoint, info.name, shard.full_shape, full.data()));
+      ShardPlan::ForEachLocalRange(
+          shard, sizeof(float), 0, shard.FullElements() * int64_t{sizeof(float)},
+          [&](int64_t local_offset, int64_t range_offset, int64_t n) {
+            std::memcpy(reinterpret_cast<char*>(info.data) + local_offset,
+                        reinterpret_cast<const char*>(full.data()) + range_offset, n);
+          });
+      continue;
+    }
     ASSIGN_OR_RETURN(const TensorView* view, checkpoint.Find(info.name));
     if (view->shape != shard.full_shape) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -39,7 +54,6 @@ absl::Status ReadShard(const SafetensorsCheckpoint& checkpoint, const ShardPlan&
                                                      " (supported: F32, F16, BF16)"));
     }
     const int64_t esize = static_cast<int64_t>(TensorDtypeBytes(view->dtype));
-    std::memset(info.data, 0, info.NumElements() * sizeof(float));  // padding rows
     absl::Status converted;
     ShardPlan::ForEachLocalRange(
         shard, esize, 0, shard.FullElements() * esize,

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "engine/model/model_weights.h"
 
 namespace colo {
 namespace engine {
@@ -42,6 +43,11 @@ absl::StatusOr<ShardPlan> ShardPlan::Create(const ModelConfig& full, int rank, i
                                                    " does not divide the intermediate size ",
                                                    full.intermediate_size));
   }
+  if (full.IsMoe() && full.moe.intermediate_size % size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("tp_size ", size,
+                                                   " does not divide the experts' intermediate "
+                                                   "size ", full.moe.intermediate_size));
+  }
   if (full.vocab_size < size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "tp_size ", size, " exceeds the vocabulary of ", full.vocab_size, " tokens"));
@@ -62,6 +68,10 @@ absl::StatusOr<ShardPlan> ShardPlan::Create(const ModelConfig& full, int rank, i
   }
   p.local_.intermediate_size = full.intermediate_size / size;
   p.first_intermediate_ = rank * p.local_.intermediate_size;
+  if (full.IsMoe()) {
+    p.local_.moe.intermediate_size = full.moe.intermediate_size / size;
+    p.first_expert_intermediate_ = rank * p.local_.moe.intermediate_size;
+  }
   const int64_t per_rank = (full.vocab_size + size - 1) / size;
   p.local_.vocab_size = per_rank;
   p.vocab_begin_ = int64_t{rank} * per_rank;
@@ -95,10 +105,14 @@ absl::StatusOr<TensorShard> ShardPlan::Shard(const std::string& name) const {
     s.count = count;
     return s;
   };
-  auto columns = [&](int64_t full_rows, int64_t full_cols, int64_t begin, int64_t count) {
-    s.full_shape = {full_rows, full_cols};
-    s.local_shape = {full_rows, count};
+  // `full` / `local` shapes; per row of the [outer][width] view, elements
+  // [begin, begin + count).
+  auto columns = [&](std::vector<int64_t> full, std::vector<int64_t> local, int64_t width,
+                     int64_t begin, int64_t count) {
+    s.full_shape = std::move(full);
+    s.local_shape = std::move(local);
     s.dim = ShardDim::kColumns;
+    s.width = width;
     s.begin = begin;
     s.count = count;
     return s;
@@ -134,16 +148,61 @@ absl::StatusOr<TensorShard> ShardPlan::Shard(const std::string& name) const {
           return rows(c.KvSize(), kv_rows, kv_begin, kv_rows, {});
         }
       }
-      if (t == "self_attn.o_proj.weight") return columns(h, c.QSize(), q_begin, q_rows);
+      if (t == "self_attn.o_proj.weight") {
+        return columns({h, c.QSize()}, {h, q_rows}, c.QSize(), q_begin, q_rows);
+      }
       if (c.o_bias && t == "self_attn.o_proj.bias") return replicated({h});
       if (c.qk_norm && (t == "self_attn.q_norm.weight" || t == "self_attn.k_norm.weight")) {
         return replicated({hd});
       }
-      if (t == "mlp.gate_proj.weight" || t == "mlp.up_proj.weight") {
-        return rows(c.intermediate_size, inter, first_intermediate_, inter, {h});
+      if (c.attention_sinks && t == "self_attn.sinks") {
+        return rows(c.num_heads, local_.num_heads, first_head_, local_.num_heads, {});
       }
-      if (t == "mlp.down_proj.weight") {
-        return columns(h, c.intermediate_size, first_intermediate_, inter);
+      if (!c.IsMoeLayer(layer)) {
+        if (t == "mlp.gate_proj.weight" || t == "mlp.up_proj.weight") {
+          return rows(c.intermediate_size, inter, first_intermediate_, inter, {h});
+        }
+        if (t == "mlp.down_proj.weight") {
+          return columns({h, c.intermediate_size}, {h, inter}, c.intermediate_size,
+                         first_intermediate_, inter);
+        }
+      } else {
+        const int64_t experts = c.moe.num_experts, ei = c.moe.intermediate_size;
+        const int64_t local_ei = local_.moe.intermediate_size, e0 = first_expert_intermediate_;
+        if (c.moe.layout == ExpertLayout::kPerExpertLinear) {
+          if (t == "mlp.gate.weight") return replicated({experts, h});
+          int64_t parsed_layer = -1, expert = -1;
+          if (ParseExpertName(name, &parsed_layer, &expert) && parsed_layer == layer &&
+              expert >= 0 && expert < experts) {
+            const absl::string_view rest = t.substr(t.rfind("experts.") + 8);
+            const absl::string_view leaf = rest.substr(rest.find('.') + 1);
+            if (leaf == "gate_proj.weight" || leaf == "up_proj.weight") {
+              return rows(ei, local_ei, e0, local_ei, {h});
+            }
+            if (leaf == "down_proj.weight") return columns({h, ei}, {h, local_ei}, ei, e0, local_ei);
+          }
+        } else {
+          if (t == "mlp.router.weight") return replicated({experts, h});
+          if (t == "mlp.router.bias") return replicated({experts});
+          // Gate and up interleaved: intermediate i is columns 2i, 2i + 1.
+          if (t == "mlp.experts.gate_up_proj") {
+            return columns({experts, h, 2 * ei}, {experts, h, 2 * local_ei}, 2 * ei, 2 * e0,
+                           2 * local_ei);
+          }
+          if (t == "mlp.experts.gate_up_proj_bias") {
+            return columns({experts, 2 * ei}, {experts, 2 * local_ei}, 2 * ei, 2 * e0,
+                           2 * local_ei);
+          }
+          if (t == "mlp.experts.down_proj") {
+            return columns({experts, ei, h}, {experts, local_ei, h}, ei * h, e0 * h,
+                           local_ei * h);
+          }
+          if (t == "mlp.experts.down_proj_bias") {
+            // Added once, by rank 0; the other ranks hold zeros.
+            if (rank_ == 0) return replicated({experts, h});
+            return rows(experts, experts, 0, 0, {h});
+          }
+        }
       }
     }
   }
@@ -172,11 +231,11 @@ void ShardPlan::ForEachLocalRange(
       return;
     }
     case ShardDim::kColumns: {
-      const int64_t cols = shard.full_shape[1];
-      const int64_t row_bytes = cols * element_bytes, piece = shard.count * element_bytes;
+      const int64_t row_bytes = shard.width * element_bytes, piece = shard.count * element_bytes;
       if (row_bytes == 0) return;
+      const int64_t outer = shard.FullElements() / shard.width;
       const int64_t first = offset / row_bytes;
-      const int64_t last = std::min(shard.full_shape[0] - 1, (end - 1) / row_bytes);
+      const int64_t last = std::min(outer - 1, (end - 1) / row_bytes);
       for (int64_t r = first; r <= last; ++r) {
         const int64_t b = r * row_bytes + shard.begin * element_bytes;
         emit(b, b + piece, r * piece);

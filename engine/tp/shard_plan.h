@@ -9,7 +9,17 @@
 //     o_proj (the rank's heads), down_proj (its intermediate slice)
 //   vocab-parallel (rows split; the last rank is padded with zero rows):
 //     embed_tokens, lm_head
-//   replicated: the RMSNorm weights, q_norm / k_norm, o_proj's bias.
+//   replicated: the RMSNorm weights, q_norm / k_norm, o_proj's bias, MoE
+//     routers (every rank routes every token the same way).
+//   per head: gpt-oss's attention sinks.
+// MoE experts are split like the dense MLP, on each expert's intermediate
+// size (every rank holds every expert, 1/N of each): qwen3_moe's per-expert
+// gate/up rows and down columns; gpt-oss's fused gate_up_proj
+// [E][hidden][2I] (gate/up interleaved: columns 2 i0 .. 2 i1), its bias
+// [E][2I] likewise, down_proj [E][I][hidden] (rows i0 .. i1 of each expert).
+// The forward all-reduces the MoE output like a dense MLP's. gpt-oss's
+// down_proj_bias [E][hidden] is added once: rank 0 holds it, the other
+// ranks hold zeros (and contribute no checksum pieces for it).
 //
 // Heads: rank r holds attention heads [r H/N, (r+1) H/N). KV heads are split
 // the same way when N divides them; when there are fewer KV heads than
@@ -46,7 +56,9 @@ namespace engine {
 enum class ShardDim {
   kReplicated,  // the whole tensor
   kRows,        // rows [begin, begin + count) of dim 0 (then zero padding)
-  kColumns,     // columns [begin, begin + count) of dim 1 of a matrix
+  // The tensor viewed as [outer][width] (width = `width` elements): every
+  // row's elements [begin, begin + count).
+  kColumns,
 };
 
 struct TensorShard {
@@ -56,6 +68,7 @@ struct TensorShard {
   ShardDim dim = ShardDim::kReplicated;
   int64_t begin = 0;  // first full row / column held
   int64_t count = 0;  // full rows / columns held (<= the local extent)
+  int64_t width = 0;  // kColumns: elements per row of the [outer][width] view
 
   int64_t FullElements() const;
   int64_t LocalElements() const;
@@ -109,6 +122,7 @@ class ShardPlan {
   int first_head_ = 0;
   int first_kv_head_ = 0;
   int64_t first_intermediate_ = 0;
+  int64_t first_expert_intermediate_ = 0;
 };
 
 }  // namespace engine

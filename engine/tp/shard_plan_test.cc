@@ -132,6 +132,38 @@ TEST(ShardPlanTest, PiecesOfAllRanksCoverEveryTensorInAnyChunking) {
   }
 }
 
+// MoE models: every tensor of qwen3_moe and gpt_oss has a rule, the local
+// shapes are ModelWeights' of the local config, and gpt-oss's expert down
+// bias is rank 0's alone (the others hold zeros).
+TEST(ShardPlanTest, MoeTensorsSplitOnTheExpertsIntermediateSize) {
+  for (const std::string arch : {"qwen3_moe", "gpt_oss"}) {
+    TinyModelOptions o;
+    o.arch = arch;
+    o.layers = 2;
+    o.hidden = 64;
+    o.heads = 4;
+    o.kv_heads = 2;
+    o.vocab = 99;
+    o.experts = 4;
+    o.moe_intermediate = 64;
+    o.sliding_window = arch == "gpt_oss" ? 8 : 0;
+    ASSERT_OK_AND_ASSIGN(ModelConfig full, TinyModelConfig(o));
+    ModelTestEnv env;
+    for (int rank = 0; rank < 2; ++rank) {
+      ASSERT_OK_AND_ASSIGN(ShardPlan p, ShardPlan::Create(full, rank, 2));
+      EXPECT_EQ(p.local_config().moe.intermediate_size, 32);
+      ASSERT_OK_AND_ASSIGN(auto local, ModelWeights::Allocate(p.local_config(), env.pool.get()));
+      for (const WeightInfo& w : local->List()) {
+        ASSERT_OK_AND_ASSIGN(TensorShard s, p.Shard(w.name));
+        EXPECT_EQ(s.local_shape, w.shape) << arch << " " << w.name;
+        if (w.name.find("down_proj_bias") != std::string::npos) {
+          EXPECT_EQ(ShardPlan::HeldPieces(s, 4).empty(), rank != 0) << w.name;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace engine
 }  // namespace colo

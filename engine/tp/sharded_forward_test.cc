@@ -194,6 +194,39 @@ TEST(ShardedForwardTest, Tp2LlamaWithBiasesTiedEmbeddingsAndSlidingLayers) {
   ExpectShardedMatchesUnsharded(o, "tp2_qwen2_swa", 2);
 }
 
+TEST(ShardedForwardTest, Tp2Qwen3MoeWithADenseLayerMatchesUnsharded) {
+  TinyModelOptions o;
+  o.arch = "qwen3_moe";
+  o.layers = 3;
+  o.hidden = 64;
+  o.heads = 4;
+  o.kv_heads = 2;
+  o.vocab = 150;
+  o.experts = 6;
+  o.experts_per_token = 2;
+  o.moe_intermediate = 48;
+  o.mlp_only_layers = {1};  // layer 1 keeps a dense MLP
+  o.seed = 4;
+  ExpectShardedMatchesUnsharded(o, "tp2_qwen3_moe", 2);
+}
+
+TEST(ShardedForwardTest, Tp2GptOssMxfp4MatchesUnsharded) {
+  TinyModelOptions o;
+  o.arch = "gpt_oss";
+  o.layers = 2;  // sliding + full, attention sinks, YaRN
+  o.hidden = 64;
+  o.heads = 4;
+  o.kv_heads = 2;
+  o.vocab = 130;
+  o.experts = 4;
+  o.experts_per_token = 2;
+  o.moe_intermediate = 64;
+  o.sliding_window = 8;
+  o.mxfp4 = true;
+  o.seed = 6;
+  ExpectShardedMatchesUnsharded(o, "tp2_gpt_oss", 2);
+}
+
 }  // namespace
 }  // namespace engine
 }  // namespace colo

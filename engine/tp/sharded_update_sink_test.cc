@@ -34,11 +34,20 @@ TinyModelOptions Model(uint64_t seed) {
 // bfloat16 on the wire for some) into a rank's sink over weights loaded from
 // another checkpoint; after Commit the rank holds `from`'s shard, exactly
 // what loading `from` gives it.
-TEST(ShardedUpdateSinkTest, KeepsTheRanksShardOfFullTensors) {
-  const std::string old_dir = TestDir("sink_old"), new_dir = TestDir("sink_new");
-  TinyModelOptions bf = Model(2);
+class ShardedUpdateSinkArchTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ShardedUpdateSinkArchTest, KeepsTheRanksShardOfFullTensors) {
+  const std::string old_dir = TestDir("sink_old_" + GetParam()),
+                    new_dir = TestDir("sink_new_" + GetParam());
+  TinyModelOptions before = Model(1);
+  before.arch = GetParam();
+  before.experts = 4;
+  before.moe_intermediate = 32;
+  if (before.arch == "gpt_oss") before.sliding_window = 8;
+  TinyModelOptions bf = before;
+  bf.seed = 2;
   bf.dtype = TensorDtype::kBF16;
-  ASSERT_OK(WriteTinyModel(Model(1), old_dir));
+  ASSERT_OK(WriteTinyModel(before, old_dir));
   ASSERT_OK(WriteTinyModel(bf, new_dir));
   ASSERT_OK_AND_ASSIGN(ModelConfig full, LoadModelConfig(old_dir + "/config.json"));
   ASSERT_OK_AND_ASSIGN(auto old_ckpt, SafetensorsCheckpoint::Open(old_dir));
@@ -75,6 +84,9 @@ TEST(ShardedUpdateSinkTest, KeepsTheRanksShardOfFullTensors) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Archs, ShardedUpdateSinkArchTest,
+                         ::testing::Values("qwen3", "qwen3_moe", "gpt_oss"));
 
 TEST(ShardedUpdateSinkTest, ValidatesAgainstFullShapesListingEveryOffender) {
   const std::string dir = TestDir("sink_validate");

@@ -46,9 +46,18 @@ void LoadRanks(const std::string& dir, int size, Ranks* out) {
   }
 }
 
-TEST(TpChecksumsTest, CombinedPiecesEqualTheFullTensorsChecksums) {
-  const std::string dir = TestDir("tp_checksums");
-  ASSERT_OK(WriteTinyModel(Model(), dir));
+class TpChecksumsArchTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TpChecksumsArchTest, CombinedPiecesEqualTheFullTensorsChecksums) {
+  const std::string dir = TestDir("tp_checksums_" + GetParam());
+  TinyModelOptions o = Model();
+  o.arch = GetParam();
+  o.experts = 4;
+  o.moe_intermediate = 64;
+  o.heads = 4;
+  o.kv_heads = 2;
+  if (o.arch == "gpt_oss") o.sliding_window = 8;
+  ASSERT_OK(WriteTinyModel(o, dir));
   ModelTestEnv env;
   ASSERT_OK_AND_ASSIGN(ModelConfig full, LoadModelConfig(dir + "/config.json"));
   ASSERT_OK_AND_ASSIGN(auto ckpt, SafetensorsCheckpoint::Open(dir));
@@ -84,6 +93,9 @@ TEST(TpChecksumsTest, CombinedPiecesEqualTheFullTensorsChecksums) {
                   .crc32c);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Archs, TpChecksumsArchTest,
+                         ::testing::Values("qwen2", "qwen3_moe", "gpt_oss"));
 
 TEST(TpChecksumsTest, UnknownNamesAndDisagreeingReplicasAreErrors) {
   const std::string dir = TestDir("tp_checksums_bad");

@@ -120,6 +120,47 @@ TEST(TpGenerateTest, Tp4ReplicatesKvHeadsAndAgreesWithTp1) {
   for (const auto& r : info.ranks()) EXPECT_TRUE(r.error().empty()) << r.error();
 }
 
+// MoE models shard their experts on the intermediate size (every rank runs
+// its slice of every expert; routing is replicated): qwen3_moe with a dense
+// layer, and gpt-oss (MXFP4 experts, attention sinks, sliding + full layers).
+TEST(TpGenerateTest, Tp2MoeModelsAgreeWithTp1) {
+  for (const std::string arch : {"qwen3_moe", "gpt_oss"}) {
+    SCOPED_TRACE(arch);
+    engine::TinyModelOptions m;
+    m.arch = arch;
+    m.layers = 3;
+    m.hidden = 64;
+    m.heads = 4;
+    m.kv_heads = 2;
+    m.vocab = kVocab;
+    m.experts = 6;
+    m.experts_per_token = 2;
+    m.moe_intermediate = 64;
+    m.max_position = 512;
+    m.seed = 19;
+    if (arch == "qwen3_moe") m.mlp_only_layers = {1};
+    if (arch == "gpt_oss") {
+      m.sliding_window = 8;
+      m.mxfp4 = true;
+    }
+    ASSERT_OK_AND_ASSIGN(std::string dir, MakeTinyModel("tp_" + arch, m));
+    ASSERT_OK_AND_ASSIGN(auto tp1, TestEngine::Start(dir, TpFlags(1, {"--kv_cache_bytes=8000000"})));
+    ASSERT_OK_AND_ASSIGN(auto tp2, TestEngine::Start(dir, TpFlags(2, {"--kv_cache_bytes=8000000"})));
+    const std::vector<std::vector<int32_t>> prompts = Prompts(3);
+    EXPECT_GE(ExpectAgreement(GreedyTogether(*tp1, prompts, kMaxNew),
+                              GreedyTogether(*tp2, prompts, kMaxNew), "tp2 " + arch),
+              0.9);
+    ASSERT_OK_AND_ASSIGN(auto sums1, tp1->Checksums());
+    ASSERT_OK_AND_ASSIGN(auto sums2, tp2->Checksums());
+    ASSERT_EQ(sums2.checksums_size(), sums1.checksums_size());
+    for (int i = 0; i < sums1.checksums_size(); ++i) {
+      EXPECT_EQ(sums2.checksums(i).crc32c(), sums1.checksums(i).crc32c())
+          << sums1.checksums(i).name();
+    }
+    EXPECT_THAT(tp2->process().Terminate(), IsOkAndHolds(0));
+  }
+}
+
 // Each rank's process holds about 1/N of the weights: its weights tag is
 // half of the unsharded engine's, and releasing it lowers that rank's RSS
 // by as much.
