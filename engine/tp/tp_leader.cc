@@ -268,6 +268,7 @@ void TpLeader::Fail(int rank, const absl::Status& reason) {
                                        reason.message())
                         : std::string(reason.message());
     listeners = listeners_;
+    ++failing_;  // Shutdown waits for this call before it destroys the peers
   }
   // Fail every waiting call at once (their ranks are out of step now), and
   // tell the edge (health) before anything slow.
@@ -284,6 +285,8 @@ void TpLeader::Fail(int rank, const absl::Status& reason) {
     }
   }
   COLO_LOG(ERROR) << "engine FAILED: " << failure();
+  absl::MutexLock lock(&mu_);
+  --failing_;
 }
 
 absl::Status TpLeader::Diagnose(const absl::Status& error) {
@@ -351,6 +354,9 @@ void TpLeader::Shutdown() {
     if (stopping_) return;
     stopping_ = true;
     stop_cv_.SignalAll();
+    // A Fail in progress (a reader thread) still uses the peers.
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return failing_ == 0; };
+    mu_.Await(absl::Condition(&idle));
   }
   if (heartbeat_.joinable()) heartbeat_.join();
   TpCommand bye;

@@ -144,6 +144,7 @@ class TpLeader {
   mutable absl::Mutex mu_;
   absl::CondVar stop_cv_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int failing_ ABSL_GUARDED_BY(mu_) = 0;  // Fail calls in progress
   std::string failure_ ABSL_GUARDED_BY(mu_);
   std::vector<std::function<void()>> listeners_ ABSL_GUARDED_BY(mu_);
 };
