@@ -8,6 +8,7 @@
 //
 // This binary is also the other ranks' process: started with --tp_rank >= 1
 // it runs RunTpFollower (as colo-engine does).
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "engine/model/tiny_model.h"
 #include "engine/server/engine_runtime.h"
+#include "engine/tp/gloo_tp_comm.h"
 #include "engine/tp/tp_channel.h"
 #include "engine/tp/tp_follower.h"
 
@@ -35,6 +37,7 @@ ABSL_FLAG(int, vocab, 32000, "Model vocabulary.");
 ABSL_FLAG(std::string, batches, "1,8", "Decode batch sizes.");
 ABSL_FLAG(int, prompt_len, 32, "Prompt tokens per request.");
 ABSL_FLAG(int, new_tokens, 64, "New tokens per request.");
+ABSL_FLAG(bool, allreduce_only, false, "Print the all-reduce latencies only.");
 ABSL_FLAG(int, rounds, 2, "Measured rounds per configuration (the best is printed).");
 ABSL_FLAG(std::string, dir, "/tmp/colo_tp_bench_model", "Where the model is written.");
 // Set on the other ranks' processes (by rank 0, as for colo-engine).
@@ -108,6 +111,41 @@ Result Decode(EngineRuntime& rt, int batch) {
   return best;
 }
 
+// Latency of one AllReduceSum of `floats` floats between `size` in-process
+// ranks (threads, real Gloo over loopback): the collective's own cost,
+// without a forward step's skew between the ranks. Median of `iters`.
+double AllReduceMicros(int size, int64_t floats, int iters) {
+  absl::StatusOr<std::unique_ptr<weight_sync::TcpStoreServer>> server =
+      weight_sync::TcpStoreServer::Start(
+          {.bind_address = "127.0.0.1", .port = 0, .group_name = "colo-tp", .world_size = size});
+  if (!server.ok()) return -1;
+  const int port = (*server)->port();
+  std::vector<std::unique_ptr<weight_sync::TcpStoreServer>> servers(size);
+  servers[0] = *std::move(server);
+  std::vector<double> micros;
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < size; ++rank) {
+    threads.emplace_back([&, rank, srv = std::move(servers[rank])]() mutable {
+      GlooTpComm::Options o;
+      o.master_port = port;
+      o.rank = rank;
+      o.size = size;
+      absl::StatusOr<std::unique_ptr<GlooTpComm>> comm = GlooTpComm::Create(o, std::move(srv));
+      if (!comm.ok()) return;
+      std::vector<float> data(static_cast<size_t>(floats), 1.0f);
+      for (int i = 0; i < iters; ++i) {
+        const absl::Time start = absl::Now();
+        if (!(*comm)->AllReduceSum(data.data(), floats).ok()) return;
+        if (rank == 0) micros.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (micros.empty()) return -1;
+  std::sort(micros.begin(), micros.end());
+  return micros[micros.size() / 2];
+}
+
 int Main() {
   TinyModelOptions m;
   m.arch = "llama";
@@ -148,6 +186,15 @@ int Main() {
     int v = 0;
     if (absl::SimpleAtoi(b, &v) && v > 0) batches.push_back(v);
   }
+  std::printf("all-reduce alone (%d in-process ranks over Gloo loopback, median of 200):", n);
+  for (int64_t tokens : {1, 8, 32}) {
+    std::printf(" %lld x %d floats %.0f us;", static_cast<long long>(tokens),
+                static_cast<int>(m.hidden),
+                AllReduceMicros(n, tokens * m.hidden, 200));
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+  if (absl::GetFlag(FLAGS_allreduce_only)) return 0;
   for (const Config& c : configs) {
     EngineOptions o;
     o.model_dir = dir;
