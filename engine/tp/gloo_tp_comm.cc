@@ -14,22 +14,9 @@ namespace engine {
 
 absl::StatusOr<std::unique_ptr<GlooTpComm>> GlooTpComm::Create(
     const Options& options, std::unique_ptr<weight_sync::TcpStoreServer> server) {
-  weight_sync::TransportOptions to;
-  to.backend = "gloo";
-  to.group_name = "colo-tp";
-  to.master_address = options.master_address;
-  to.master_port = options.master_port;
-  to.rank = options.rank;
-  to.world_size = options.size;
-  to.init_timeout = options.init_timeout;
-  to.transfer_timeout = options.timeout;
   absl::StatusOr<std::unique_ptr<weight_sync::GlooTransport>> transport =
-      weight_sync::GlooTransport::Create(to, std::move(server));
-  if (!transport.ok()) {
-    return absl::Status(transport.status().code(),
-                        absl::StrCat("forming the tensor-parallel group (rank ", options.rank,
-                                     "/", options.size, "): ", transport.status().message()));
-  }
+      weight_sync::GlooTransport::Create(TpTransportOptions(options, "gloo"), std::move(server));
+  if (!transport.ok()) return TpFormationError(transport.status(), options);
   return std::unique_ptr<GlooTpComm>(new GlooTpComm(options, *std::move(transport)));
 }
 

@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "engine/model/tp_collectives.h"
+#include "engine/tp/tp_comm_options.h"
 #include "weight_sync/gloo_transport.h"
 #include "weight_sync/tcp_store.h"
 
@@ -46,16 +47,7 @@ struct TpCommStats {
 
 class GlooTpComm : public TpCollectives {
  public:
-  struct Options {
-    // Where rank 0's rendezvous store listens (an address every rank can
-    // reach) and its port; rank 0 passes its started store to Create.
-    std::string master_address = "127.0.0.1";
-    int master_port = 0;
-    int rank = 0;
-    int size = 1;
-    absl::Duration init_timeout = absl::Seconds(60);
-    absl::Duration timeout = absl::Seconds(60);
-  };
+  using Options = TpCommOptions;
   // Blocks until every rank joined (or DEADLINE_EXCEEDED / INVALID_ARGUMENT
   // from the rendezvous). `server`: rank 0's already started store.
   static absl::StatusOr<std::unique_ptr<GlooTpComm>> Create(

@@ -11,23 +11,9 @@ namespace engine {
 
 absl::StatusOr<std::unique_ptr<NcclTpComm>> NcclTpComm::Create(
     const Options& options, std::unique_ptr<weight_sync::TcpStoreServer> server) {
-  weight_sync::TransportOptions to;
-  to.backend = "nccl";
-  to.group_name = "colo-tp";
-  to.master_address = options.master_address;
-  to.master_port = options.master_port;
-  to.rank = options.rank;
-  to.world_size = options.size;
-  to.init_timeout = options.init_timeout;
-  to.transfer_timeout = options.timeout;
-  to.cuda_device = options.cuda_device;
   absl::StatusOr<std::unique_ptr<weight_sync::NcclTransport>> transport =
-      weight_sync::NcclTransport::Create(to, std::move(server));
-  if (!transport.ok()) {
-    return absl::Status(transport.status().code(),
-                        absl::StrCat("forming the tensor-parallel NCCL group (rank ", options.rank,
-                                     "/", options.size, "): ", transport.status().message()));
-  }
+      weight_sync::NcclTransport::Create(TpTransportOptions(options, "nccl"), std::move(server));
+  if (!transport.ok()) return TpFormationError(transport.status(), options);
   return std::unique_ptr<NcclTpComm>(new NcclTpComm(options, *std::move(transport)));
 }
 

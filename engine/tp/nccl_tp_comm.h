@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "engine/model/tp_collectives.h"
+#include "engine/tp/tp_comm_options.h"
 #include "weight_sync/nccl_transport.h"
 #include "weight_sync/tcp_store.h"
 
@@ -31,15 +32,7 @@ namespace engine {
 
 class NcclTpComm : public TpCollectives {
  public:
-  struct Options {
-    std::string master_address = "127.0.0.1";
-    int master_port = 0;
-    int rank = 0;
-    int size = 1;
-    int cuda_device = 0;
-    absl::Duration init_timeout = absl::Seconds(60);
-    absl::Duration timeout = absl::Seconds(60);
-  };
+  using Options = TpCommOptions;
   // FAILED_PRECONDITION without a usable GPU; else as GlooTpComm::Create.
   static absl::StatusOr<std::unique_ptr<NcclTpComm>> Create(
       const Options& options, std::unique_ptr<weight_sync::TcpStoreServer> server = nullptr);
