@@ -54,7 +54,9 @@ EngineRuntime::~EngineRuntime() {
 }
 
 absl::Status EngineRuntime::InitBackend() {
-  if (options_.device == "cpu") {
+  // The sharded forward runs on the CPU only (the CUDA forward is not
+  // sharded yet; --device=cuda with --tp_size > 1 is refused earlier).
+  if (options_.device == "cpu" || options_.tp_size > 1) {
     ASSIGN_OR_RETURN(backend_, CreateDeviceBackend("cpu"));
     return absl::OkStatus();
   }

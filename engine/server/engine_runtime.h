@@ -23,7 +23,13 @@
 //         device's `weights` tag inside the same commit. UNAVAILABLE when no
 //         GPU is usable.
 //   auto  cuda when this build has CUDA and a GPU is usable, else cpu (and
-//         says why in the log).
+//         says why in the log); always cpu with --tp_size > 1.
+//
+// Tensor parallelism (--tp_size > 1, engine/tp): a TpLeader starts (or
+// waits for) the other ranks, rank 0 loads its shard (ShardPlan) and runs
+// the forward through a TpModelRunner; the KV cache holds rank 0's KV heads
+// and the other ranks allocate theirs with the same page layout; config()
+// is the full model's.
 #ifndef COLO_ENGINE_SERVER_ENGINE_RUNTIME_H_
 #define COLO_ENGINE_SERVER_ENGINE_RUNTIME_H_
 
