@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what colo needs to build, test and run, from Debian's packages
-# (and, from PyPI, transformers for the Hugging Face parity test and the test
-# venv /opt/colo/venv with current torch and transformers 5.x). Idempotent
-# and fast when everything is present. Run as root.
+# (and, from PyPI, the test venv /opt/colo/venv with current torch and
+# transformers 5.x: the Hugging Face parity oracle). Idempotent and fast when
+# everything is present. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +24,6 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
-if ! /usr/bin/python3 -c "import transformers" 2>/dev/null; then
-  echo "setup: installing tests/parity/requirements.txt" >&2
-  /usr/bin/python3 -m pip install -q --break-system-packages -r tests/parity/requirements.txt
 fi
 # The test venv: PyPI's torch and transformers 5.x (tests/python/requirements.txt).
 # It sees Debian's python3-grpcio/protobuf (the colo_client stubs) through

@@ -669,12 +669,16 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::PrepareTraining(
   group->set_backend(options_.weight_sync_backend);
   group->set_master_address(options_.weight_sync_master_address);
   group->set_master_port(options_.weight_sync_master_port);
-  group->set_world_size(static_cast<int32_t>(engines_.size()) + 1);
+  // A tensor-parallel engine occupies tp_size consecutive ranks.
+  int32_t world = 1;
   for (size_t i = 0; i < engines_.size(); ++i) {
     ::colo::v1::EngineEndpoint* endpoint = response.add_engines();
     endpoint->set_address(engines_[i]->address());
-    endpoint->set_rank(static_cast<int32_t>(i) + 1);
+    endpoint->set_rank(world);
+    endpoint->set_num_ranks(std::max(1, views_[i].info.tp_size()));
+    world += endpoint->num_ranks();
   }
+  group->set_world_size(world);
   (void)replayed;
   return response;
 }

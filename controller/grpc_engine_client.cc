@@ -189,6 +189,12 @@ absl::StatusOr<::colo::v1::GetServerInfoResponse> GrpcEngineClient::Probe() {
         return stub_->GetServerInfo(c, ::colo::v1::GetServerInfoRequest(), &response);
       });
   if (!status.ok()) return status;
+  // An engine that answers but failed for good (a tensor-parallel rank died
+  // or hung) is as lost as one that does not answer.
+  if (response.state() == "failed") {
+    return absl::UnavailableError(
+        absl::StrCat("engine ", address(), " reports state failed: ", response.reason()));
+  }
   return response;
 }
 

@@ -97,7 +97,11 @@ int64_t ObservedFreedBytes(const ReleaseEvidence& evidence) {
   return r.device_free_bytes_after() - r.device_free_bytes_before();
 }
 
-absl::Status VerifyRelease(const ReleaseEvidence& evidence, double fraction) {
+namespace {
+
+// The checks of VerifyRelease on one set of figures (an engine's, or one
+// rank's of a tensor-parallel engine; `evidence.address` names which).
+absl::Status VerifyReleaseOf(const ReleaseEvidence& evidence, double fraction) {
   const std::string& engine = evidence.address;
   // 1. Each tag must hold nothing afterwards, by the engine's own account.
   for (const std::string& tag : evidence.tags) {
@@ -165,8 +169,68 @@ absl::Status VerifyRelease(const ReleaseEvidence& evidence, double fraction) {
   return absl::OkStatus();
 }
 
+const ::colo::v1::MemoryInfo* RankMemoryOf(const ::colo::v1::MemoryInfo& info, int rank) {
+  for (const auto& r : info.ranks()) {
+    if (r.rank() == rank) return &r.memory();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ReleaseEvidence>> RankEvidence(const ReleaseEvidence& evidence) {
+  std::vector<ReleaseEvidence> out;
+  for (const ::colo::v1::RankTagBytes& r : evidence.release.ranks()) {
+    ReleaseEvidence e;
+    e.address = absl::StrCat(evidence.address, " tensor-parallel rank ", r.rank());
+    e.tags = evidence.tags;
+    const ::colo::v1::MemoryInfo* before = RankMemoryOf(evidence.before, r.rank());
+    const ::colo::v1::MemoryInfo* after = RankMemoryOf(evidence.after, r.rank());
+    if (before == nullptr || after == nullptr) {
+      return absl::AbortedError(absl::StrCat(
+          "release verification failed on engine ", evidence.address, ": rank ", r.rank(),
+          " released memory but GetMemoryInfo ", before == nullptr ? "before" : "after",
+          " the release does not list it"));
+    }
+    e.before = *before;
+    e.after = *after;
+    *e.release.mutable_tags() = r.tags();
+    e.release.set_device_free_bytes_before(r.device_free_bytes_before());
+    e.release.set_device_free_bytes_after(r.device_free_bytes_after());
+    e.release.set_process_resident_bytes_before(r.process_resident_bytes_before());
+    e.release.set_process_resident_bytes_after(r.process_resident_bytes_after());
+    out.push_back(std::move(e));
+  }
+  if (!out.empty() && evidence.before.ranks_size() != static_cast<int>(out.size())) {
+    return absl::AbortedError(absl::StrCat("release verification failed on engine ",
+                                           evidence.address, ": ", out.size(),
+                                           " ranks reported a release but the engine has ",
+                                           evidence.before.ranks_size()));
+  }
+  return out;
+}
+
+absl::Status VerifyRelease(const ReleaseEvidence& evidence, double fraction) {
+  // The engine's totals (for a tensor-parallel engine: sums over ranks)...
+  absl::Status total = VerifyReleaseOf(evidence, fraction);
+  // ...and each rank's own figures, so that a rank which kept its memory is
+  // named even where the others' releases would hide it in the sum.
+  absl::StatusOr<std::vector<ReleaseEvidence>> ranks = RankEvidence(evidence);
+  if (!ranks.ok()) return ranks.status();
+  for (const ReleaseEvidence& rank : *ranks) {
+    absl::Status s = VerifyReleaseOf(rank, fraction);
+    if (!s.ok()) return s;
+  }
+  return total;
+}
+
 absl::Status VerifyResumed(const std::string& address, const std::vector<std::string>& tags,
                            const ::colo::v1::MemoryInfo& after) {
+  for (const auto& rank : after.ranks()) {
+    absl::Status s = VerifyResumed(absl::StrCat(address, " tensor-parallel rank ", rank.rank()),
+                                   tags, rank.memory());
+    if (!s.ok()) return s;
+  }
   for (const std::string& tag : tags) {
     const ::colo::v1::TagMemory* t = FindTag(after, tag);
     if (t == nullptr) continue;  // The engine has no such pool.

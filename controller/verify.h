@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "colo/v1/common.pb.h"
 #include "colo/v1/engine.pb.h"
 
@@ -51,10 +52,21 @@ int64_t DeviceExpectedFreedBytes(const ReleaseEvidence& evidence);
 // the device got back at least `fraction` of DeviceExpectedFreedBytes.
 // Otherwise ABORTED with a message naming the engine, the tag(s) and the
 // bytes.
+//
+// Tensor-parallel engines (release.ranks / MemoryInfo.ranks set): the same
+// checks run on the engine's totals (sums over ranks) and on every rank's
+// own figures; a failure names the rank ("... tensor-parallel rank R").
+// A rank that reported a release but is missing from GetMemoryInfo is
+// ABORTED too.
 absl::Status VerifyRelease(const ReleaseEvidence& evidence, double fraction);
 
+// One ReleaseEvidence per rank of a tensor-parallel engine (empty for an
+// engine with one rank). ABORTED when the reports are inconsistent.
+absl::StatusOr<std::vector<ReleaseEvidence>> RankEvidence(const ReleaseEvidence& evidence);
+
 // OK when every tag in `tags` is resident in `after` (GetMemoryInfo after a
-// resume); else ABORTED naming the engine and the tag.
+// resume), on every rank of a tensor-parallel engine; else ABORTED naming
+// the engine (and rank) and the tag.
 absl::Status VerifyResumed(const std::string& address, const std::vector<std::string>& tags,
                            const ::colo::v1::MemoryInfo& after);
 

@@ -202,6 +202,99 @@ TEST(VerifyTest, ResumedTagsMustBeResident) {
               StatusIs(absl::StatusCode::kAborted, HasSubstr("tag kv_cache is not resident")));
 }
 
+// A tensor-parallel CPU engine of two ranks, each holding weights 1 GiB and
+// kv_cache 2 GiB, honestly released: the totals are the sums, and every rank
+// reports its own figures.
+ReleaseEvidence HonestTpRelease() {
+  ReleaseEvidence e;
+  e.address = "10.0.0.2:5000";
+  e.tags = {"weights", "kv_cache"};
+  int64_t rss_before = 0, rss_after = 0;
+  for (int rank = 0; rank < 2; ++rank) {
+    auto* before = e.before.add_ranks();
+    before->set_rank(rank);
+    before->mutable_memory()->mutable_device()->set_kind("cpu");
+    AddTag(before->mutable_memory(), "weights", kGiB);
+    AddTag(before->mutable_memory(), "kv_cache", 2 * kGiB);
+    auto* after = e.after.add_ranks();
+    after->set_rank(rank);
+    after->mutable_memory()->mutable_device()->set_kind("cpu");
+    AddTag(after->mutable_memory(), "weights", 0);
+    AddTag(after->mutable_memory(), "kv_cache", 0);
+    auto* r = e.release.add_ranks();
+    r->set_rank(rank);
+    auto* w = r->add_tags();
+    w->set_tag("weights");
+    w->set_bytes(kGiB);
+    auto* k = r->add_tags();
+    k->set_tag("kv_cache");
+    k->set_bytes(2 * kGiB);
+    r->set_process_resident_bytes_before(4 * kGiB);
+    r->set_process_resident_bytes_after(kGiB);
+    rss_before += 4 * kGiB;
+    rss_after += kGiB;
+  }
+  e.before.mutable_device()->set_kind("cpu");
+  AddTag(&e.before, "weights", 2 * kGiB);
+  AddTag(&e.before, "kv_cache", 4 * kGiB);
+  e.after.mutable_device()->set_kind("cpu");
+  AddTag(&e.after, "weights", 0);
+  AddTag(&e.after, "kv_cache", 0);
+  auto* w = e.release.add_tags();
+  w->set_tag("weights");
+  w->set_bytes(2 * kGiB);
+  auto* k = e.release.add_tags();
+  k->set_tag("kv_cache");
+  k->set_bytes(4 * kGiB);
+  e.release.set_process_resident_bytes_before(rss_before);
+  e.release.set_process_resident_bytes_after(rss_after);
+  return e;
+}
+
+TEST(VerifyTest, TensorParallelReleaseIsCheckedInTotalAndPerRank) {
+  ReleaseEvidence e = HonestTpRelease();
+  ASSERT_OK_AND_ASSIGN(std::vector<ReleaseEvidence> ranks, RankEvidence(e));
+  ASSERT_EQ(ranks.size(), 2u);
+  EXPECT_EQ(ObservedFreedBytes(ranks[1]), 3 * kGiB);
+  EXPECT_OK(VerifyRelease(e, 0.95));
+
+  // Rank 1 kept its kv_cache pool: named, though the totals look fine.
+  ReleaseEvidence kept = HonestTpRelease();
+  kept.release.mutable_ranks(1)->set_process_resident_bytes_after(3 * kGiB);
+  kept.release.set_process_resident_bytes_after(2 * kGiB);  // a lying total
+  EXPECT_THAT(VerifyRelease(kept, 0.95),
+              StatusIs(absl::StatusCode::kAborted,
+                       AllOf(HasSubstr("engine 10.0.0.2:5000 tensor-parallel rank 1"),
+                             HasSubstr("bytes match tag kv_cache"))));
+
+  // Rank 0 still reports resident weights.
+  ReleaseEvidence resident = HonestTpRelease();
+  resident.after.mutable_ranks(0)->mutable_memory()->mutable_tags(0)->set_resident_bytes(kGiB);
+  EXPECT_THAT(VerifyRelease(resident, 0.95),
+              StatusIs(absl::StatusCode::kAborted,
+                       AllOf(HasSubstr("tensor-parallel rank 0"),
+                             HasSubstr("tag weights still has 1073741824 resident bytes"))));
+
+  // A rank missing from GetMemoryInfo.
+  ReleaseEvidence missing = HonestTpRelease();
+  missing.after.mutable_ranks()->RemoveLast();
+  EXPECT_THAT(VerifyRelease(missing, 0.95),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("rank 1 released memory")));
+}
+
+TEST(VerifyTest, ResumedTagsMustBeResidentOnEveryRank) {
+  ::colo::v1::MemoryInfo after;
+  AddTag(&after, "weights", 2 * kGiB);
+  for (int rank = 0; rank < 2; ++rank) {
+    auto* r = after.add_ranks();
+    r->set_rank(rank);
+    AddTag(r->mutable_memory(), "weights", rank == 0 ? kGiB : 0);
+  }
+  EXPECT_THAT(VerifyResumed("a:1", {"weights"}, after),
+              StatusIs(absl::StatusCode::kAborted,
+                       HasSubstr("a:1 tensor-parallel rank 1: tag weights is not resident")));
+}
+
 }  // namespace
 }  // namespace controller
 }  // namespace colo

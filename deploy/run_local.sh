@@ -11,12 +11,17 @@
 # weight_version) and `coloctl status`, then stops everything with SIGTERM.
 #
 # Environment: CYCLES (3), KEEP_WORKDIR=1 keeps the model, checkpoints and
-# logs; BAZEL (bazel), BAZEL_STARTUP_FLAGS (e.g. --output_base=...) and
+# logs; TP_SIZE=N (1) runs every engine with N tensor-parallel ranks (rank 0
+# starts the others; one compute thread each; the weight-sync group then
+# spans 1 + 2N ranks); BAZEL (bazel), BAZEL_STARTUP_FLAGS (e.g. --output_base=...) and
 # BAZEL_BUILD_FLAGS (e.g. --jobs=2); COLO_BIN=DIR uses prebuilt binaries laid
 # out like bazel-bin instead of building (//deploy:run_local_smoke_test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CYCLES="${CYCLES:-3}"
+TP_SIZE="${TP_SIZE:-1}"
+tp_flags=()
+if [ "$TP_SIZE" != 1 ]; then tp_flags=(--tp_size="$TP_SIZE" --cpu_threads=1); fi
 BAZEL="${BAZEL:-bazel}"
 read -r -a STARTUP <<<"${BAZEL_STARTUP_FLAGS:-}"
 read -r -a BUILD_FLAGS <<<"${BAZEL_BUILD_FLAGS:-}"
@@ -69,7 +74,7 @@ echo "== generating a small model (llama, 4 layers, hidden 256, vocab 4096)"
 engines=()
 for i in 0 1; do
   "$BIN/engine/server/colo-engine" --model="$work/model" --device=cpu --kv_cache_bytes=16777216 \
-    --port_file="$work/engine$i.port" 2>"$work/engine$i.log" &
+    "${tp_flags[@]}" --port_file="$work/engine$i.port" 2>"$work/engine$i.log" &
   pid=$!
   pids+=("$pid")
   engines+=("127.0.0.1:$(wait_port "$work/engine$i.port" "$pid")")
@@ -80,7 +85,7 @@ done
 pid=$!
 pids+=("$pid")
 ctl="127.0.0.1:$(wait_port "$work/controller.port" "$pid")"
-echo "== controller $ctl, engines ${engines[*]}"
+echo "== controller $ctl, engines ${engines[*]} ($TP_SIZE tensor-parallel rank(s) each)"
 "$BIN/controller/coloctl" --controller="$ctl" status
 
 echo "== demo trainer: $CYCLES colocated cycles"

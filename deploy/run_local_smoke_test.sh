@@ -6,7 +6,9 @@
 set -euo pipefail
 root="$TEST_SRCDIR/$TEST_WORKSPACE"
 out="$TEST_TMPDIR/run_local.out"
-COLO_BIN="$root" CYCLES=2 timeout 300 bash "$root/deploy/run_local.sh" >"$out" 2>&1 || {
+# TP_SIZE (from the test's env, default 1) runs the engines tensor-parallel.
+COLO_BIN="$root" CYCLES=2 TP_SIZE="${TP_SIZE:-1}" timeout 300 bash "$root/deploy/run_local.sh" \
+  >"$out" 2>&1 || {
   echo "run_local.sh failed:"; tail -n 40 "$out"; exit 1; }
 cat "$out"
 grep -q "== rollout after the last cycle" "$out" || { echo "no final rollout"; exit 1; }

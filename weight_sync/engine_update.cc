@@ -19,9 +19,12 @@ int64_t MicrosSince(absl::Time start) {
   return absl::ToInt64Microseconds(absl::Now() - start);
 }
 
-absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> MakeSink(
-    const EngineUpdateEnv& env) {
-  return engine::ModelWeightUpdateSink::Create({env.weights, env.allocator});
+absl::StatusOr<std::unique_ptr<UpdateSink>> MakeSink(const EngineUpdateEnv& env) {
+  if (env.make_sink) return env.make_sink();
+  absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> sink =
+      engine::ModelWeightUpdateSink::Create({env.weights, env.allocator});
+  if (!sink.ok()) return sink.status();
+  return std::unique_ptr<UpdateSink>(*std::move(sink));
 }
 
 absl::Status RunCommit(const EngineUpdateEnv& env, UpdateSink* sink) {
@@ -125,7 +128,7 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
   // sender and the other engines do not wait for it: pass an empty list,
   // which the receiver rejects in the vote, and return the parse error.
   absl::StatusOr<std::vector<TensorSpec>> specs = SpecsFromArrays(names, dtypes, shapes);
-  absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> sink = MakeSink(env);
+  absl::StatusOr<std::unique_ptr<UpdateSink>> sink = MakeSink(env);
   if (!sink.ok()) return sink.status();
   const bool on_device = (*t)->memory_space() == MemorySpace::kDevice;
   if (on_device && (env.device_staging == nullptr || env.device_backend == nullptr)) {
@@ -158,7 +161,7 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
 absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromChunks(
     const std::function<bool(v1::WeightChunk*)>& next, const EngineUpdateEnv& env,
     v1::WeightCommit* commit) {
-  absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> sink = MakeSink(env);
+  absl::StatusOr<std::unique_ptr<UpdateSink>> sink = MakeSink(env);
   if (!sink.ok()) return sink.status();
   ChunkStreamUpdate update(sink->get());
   UpdateTimings timings;
@@ -210,13 +213,13 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDisk(
   absl::StatusOr<std::unique_ptr<engine::SafetensorsCheckpoint>> ckpt =
       engine::SafetensorsCheckpoint::Open(request.model_path());
   if (!ckpt.ok()) return ckpt.status();
-  absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> sink = MakeSink(env);
+  absl::StatusOr<std::unique_ptr<UpdateSink>> sink = MakeSink(env);
   if (!sink.ok()) return sink.status();
   UpdateTimings timings;
   absl::Status st = StageCheckpoint(**ckpt, sink->get(), &timings.bytes);
   if (!st.ok()) return st;
   timings.transfer_us = MicrosSince(t0);
-  timings.tensors = static_cast<int64_t>((*sink)->num_tensors());
+  timings.tensors = static_cast<int64_t>((*sink)->ExpectedTensors().size());
   const absl::Time t1 = absl::Now();
   st = RunCommit(env, sink->get());
   if (!st.ok()) return st;

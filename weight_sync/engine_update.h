@@ -20,6 +20,7 @@
 #define COLO_WEIGHT_SYNC_ENGINE_UPDATE_H_
 
 #include <functional>
+#include <memory>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -29,6 +30,7 @@
 #include "engine/model/model_weights.h"
 #include "weight_sync/group_registry.h"
 #include "weight_sync/receiver.h"
+#include "weight_sync/update_sink.h"
 
 namespace colo {
 namespace weight_sync {
@@ -48,6 +50,10 @@ struct EngineUpdateEnv {
   // device memory; `allocator` keeps the shadows (host memory).
   engine::CachingAllocator* device_staging = nullptr;
   CommitRunner run_commit;                          // null = commit inline
+  // Builds each update's sink; null = a ModelWeightUpdateSink over `weights`
+  // and `allocator`. (A tensor-parallel rank passes a sink that keeps its
+  // shard of the full tensors, engine/tp/sharded_update_sink.h.)
+  std::function<absl::StatusOr<std::unique_ptr<UpdateSink>>()> make_sink;
 };
 
 // INVALID_ARGUMENT for rank_offset < 1 (rank 0 is the trainer), a rank

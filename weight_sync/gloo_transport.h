@@ -47,6 +47,10 @@ class GlooTransport : public Transport {
   absl::Status Barrier() override;
   void Close() override;
   bool broken() const override { return broken_.load(); }
+  // The connected Gloo context, for collectives this interface does not
+  // offer (the tensor-parallel all-gather, engine/tp). Same rules as the
+  // collectives above: one caller at a time; null once closed.
+  const std::shared_ptr<gloo::Context>& gloo_context() const { return context_; }
 
  private:
   GlooTransport(const TransportOptions& options,

@@ -246,6 +246,14 @@ absl::StatusOr<int32_t> NcclTransport::AllReduceMin(int32_t value) {
 
 absl::Status NcclTransport::Barrier() { return AllReduceMin(0).status(); }
 
+absl::Status NcclTransport::RunCollective(
+    const char* op, const std::function<int(ncclComm*, CUstream_st*)>& enqueue) {
+  if (absl::Status st = CheckUsable(op); !st.ok()) return st;
+  const ncclResult_t r = static_cast<ncclResult_t>(enqueue(comm_, stream_));
+  if (r != ncclSuccess && r != ncclInProgress) return Fail(op, NcclError(op, r, comm_));
+  return WaitForCompletion(op);
+}
+
 void NcclTransport::Close() {
   if (stream_ == nullptr) return;
   cudaSetDevice(options_.cuda_device);

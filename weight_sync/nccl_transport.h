@@ -32,6 +32,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -66,6 +67,13 @@ class NcclTransport : public Transport {
   absl::Status Broadcast(void* data, size_t bytes, int root) override;
   absl::StatusOr<int32_t> AllReduceMin(int32_t value) override;
   absl::Status Barrier() override;
+  // Runs a collective this interface does not offer (the tensor-parallel
+  // all-reduce / all-gather of engine/tp): `enqueue(comm, stream)` enqueues
+  // it and returns its ncclResult_t (as int); the call then waits for it
+  // like the collectives above (timeout -> abort, broken, ABORTED). Buffers
+  // are device memory of options.cuda_device.
+  absl::Status RunCollective(const char* op,
+                             const std::function<int(ncclComm*, CUstream_st*)>& enqueue);
   // Aborts the communicator (ncclCommAbort: releases it without waiting for
   // peers), frees the stream and scratch memory, closes the rendezvous.
   void Close() override;

@@ -48,7 +48,22 @@ absl::StatusOr<std::unique_ptr<WeightSender>> WeightSender::Connect(
   if (options.engines.empty()) {
     return absl::InvalidArgumentError("no engines given");
   }
-  const int world = 1 + static_cast<int>(options.engines.size());
+  if (!options.engine_ranks.empty() && options.engine_ranks.size() != options.engines.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("engine_ranks has ", options.engine_ranks.size(),
+                                                   " entries for ", options.engines.size(),
+                                                   " engines"));
+  }
+  std::vector<int> offsets;  // rank_offset of each engine
+  int world = 1;
+  for (size_t i = 0; i < options.engines.size(); ++i) {
+    const int ranks = options.engine_ranks.empty() ? 1 : options.engine_ranks[i];
+    if (ranks < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("engine_ranks[", i, "] must be >= 1, got ", ranks));
+    }
+    offsets.push_back(world);
+    world += ranks;
+  }
   TcpStoreServer::Options so;
   so.bind_address = options.master_address;
   so.port = options.master_port;
@@ -70,7 +85,7 @@ absl::StatusOr<std::unique_ptr<WeightSender>> WeightSender::Connect(
       v1::InitWeightsUpdateGroupRequest req;
       req.set_master_address(options.master_address);
       req.set_master_port(port);
-      req.set_rank_offset(1 + static_cast<int>(i));
+      req.set_rank_offset(offsets[i]);
       req.set_world_size(world);
       req.set_group_name(options.group_name);
       req.set_backend(options.backend);
@@ -80,9 +95,9 @@ absl::StatusOr<std::unique_ptr<WeightSender>> WeightSender::Connect(
       grpc::ClientContext ctx;
       ctx.set_deadline(RpcDeadline(options.init_timeout + options.rpc_slack));
       rpc[i] = FromGrpcStatus(stubs[i]->InitWeightsUpdateGroup(&ctx, req, &resp));
-      if (rpc[i].ok() && resp.rank() != 1 + static_cast<int>(i)) {
+      if (rpc[i].ok() && resp.rank() != offsets[i]) {
         rpc[i] = absl::InternalError(absl::StrCat("reported rank ", resp.rank(),
-                                                  ", expected ", 1 + i));
+                                                  ", expected ", offsets[i]));
       }
     });
   }

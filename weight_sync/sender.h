@@ -2,8 +2,9 @@
 //
 //   Connect(): hosts the rendezvous as rank 0 at master_address:master_port
 //     (0 = a free port), calls InitWeightsUpdateGroup on every engine
-//     concurrently (engine i gets rank_offset 1 + i, world_size 1 + N; the RPC
-//     blocks until the group forms) while forming rank 0's transport.
+//     concurrently (engine i gets rank_offset 1 + i, world_size 1 + N; with
+//     engine_ranks, the ranks before it and their sum; the RPC blocks until
+//     the group forms) while forming rank 0's transport.
 //   Update(): calls UpdateWeightsFromDistributed on every engine concurrently
 //     while broadcasting the tensors' buckets (SendUpdate), then takes part in
 //     the commit vote. Either every engine commits or none does.
@@ -33,6 +34,10 @@ namespace weight_sync {
 
 struct WeightSenderOptions {
   std::vector<std::string> engines;  // host:port of each engine
+  // Ranks each engine occupies in the group (a tensor-parallel engine's
+  // tp_size); empty = 1 each. Engine i gets rank_offset 1 + the ranks of
+  // the engines before it; world_size is 1 + their sum.
+  std::vector<int> engine_ranks;
   std::string backend = "gloo";
   std::string master_address = "127.0.0.1";  // must be reachable by engines
   int master_port = 0;

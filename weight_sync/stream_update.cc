@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/model/mxfp4.h"
 
 namespace colo {
 namespace weight_sync {
@@ -59,7 +60,22 @@ absl::Status StageCheckpoint(const engine::SafetensorsCheckpoint& checkpoint,
   std::vector<const engine::TensorView*> views;
   std::vector<std::string> missing;
   std::vector<std::string> bad_dtypes;
+  // MXFP4 expert tensors (gpt-oss checkpoints): dequantized to float32 here,
+  // staged under the model's name (views[i] == nullptr, data in `dequantized`).
+  std::vector<std::vector<float>> dequantized;
   for (const TensorSpec& expected : sink->ExpectedTensors()) {
+    if (engine::CheckpointHasMxfp4(checkpoint, expected.name)) {
+      std::vector<float> values(expected.NumElements());
+      absl::Status read =
+          engine::ReadCheckpointTensor(checkpoint, expected.name, expected.shape, values.data());
+      if (!read.ok()) return read;
+      TensorSpec s = expected;
+      s.dtype = TensorDtype::kF32;
+      specs.push_back(std::move(s));
+      views.push_back(nullptr);
+      dequantized.push_back(std::move(values));
+      continue;
+    }
     absl::StatusOr<const engine::TensorView*> view = checkpoint.Find(expected.name);
     if (!view.ok()) {
       missing.push_back(absl::StrCat("\"", expected.name, "\""));
@@ -91,10 +107,21 @@ absl::Status StageCheckpoint(const engine::SafetensorsCheckpoint& checkpoint,
   absl::Status st = sink->Begin(specs);
   if (!st.ok()) return st;
   int64_t total = 0;
+  size_t next_dequantized = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
-    st = sink->Stage(specs[i].name, 0, views[i]->data, views[i]->bytes);
+    const void* data = nullptr;
+    size_t bytes = 0;
+    if (views[i] != nullptr) {
+      data = views[i]->data;
+      bytes = views[i]->bytes;
+    } else {
+      const std::vector<float>& values = dequantized[next_dequantized++];
+      data = values.data();
+      bytes = values.size() * sizeof(float);
+    }
+    st = sink->Stage(specs[i].name, 0, data, bytes);
     if (!st.ok()) return st;
-    total += static_cast<int64_t>(views[i]->bytes);
+    total += static_cast<int64_t>(bytes);
   }
   if (bytes != nullptr) *bytes = total;
   return sink->CheckComplete();

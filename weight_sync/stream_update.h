@@ -43,7 +43,9 @@ class ChunkStreamUpdate {
 };
 
 // Stages a full update from a checkpoint: every tensor the sink expects
-// (ExpectedTensors) must be in the checkpoint (else INVALID_ARGUMENT listing
+// (ExpectedTensors) must be in the checkpoint, or its MXFP4 blocks + scales
+// (engine/model/mxfp4.h; staged dequantized as float32) (else
+// INVALID_ARGUMENT listing
 // the missing ones); tensors the sink does not know (e.g. rotary caches) are
 // ignored, as ModelWeights::Load does. A tensor stored in a dtype colo does
 // not load (e.g. F64) is INVALID_ARGUMENT naming the file's dtype string;

@@ -1,18 +1,17 @@
-#!/usr/bin/python3
+#!/opt/colo/venv/bin/python3
 """transformers baseline for bench/model/model_bench: decode tokens/s at
 batch 1, 8, 32 (greedy generate, fp32, CPU) and prefill tokens/s, on the same
 model directory. Usage: hf_bench.py MODEL_DIR [prompt_len decode_steps prefill_len]
-Also prints tokens per second of process CPU time (load-independent with 1 thread)."""
+Also prints tokens per second of process CPU time (load-independent with 1 thread).
+Runs under the test venv (/opt/colo/venv, transformers 5.x); loads with
+from_pretrained, so MoE checkpoints (per-expert tensors, MXFP4) load as published."""
+import json
 import os
 import sys
 import time
 
 import torch
 import transformers
-import transformers.generation.utils as _gen_utils
-from safetensors.torch import load_file
-
-_gen_utils.is_fsdp_managed_module = lambda module: False  # torch 1.13 / py3.11
 
 
 def main():
@@ -20,9 +19,12 @@ def main():
     prompt_len, steps, prefill_len = (int(x) for x in (sys.argv[2:5] or [64, 16, 256]))
     if os.environ.get("HF_THREADS"):
         torch.set_num_threads(int(os.environ["HF_THREADS"]))
-    config = transformers.AutoConfig.from_pretrained(d)
-    model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
-    model.load_state_dict(load_file(os.path.join(d, "model.safetensors")), strict=False)
+    kwargs = {}
+    with open(os.path.join(d, "config.json")) as f:
+        if "quantization_config" in json.load(f):
+            kwargs["quantization_config"] = transformers.Mxfp4Config(dequantize=True)
+    model = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, **kwargs)
+    config = model.config
     model.eval()
     print("torch threads %d, transformers %s" % (torch.get_num_threads(), transformers.__version__))
     v = config.vocab_size

@@ -281,18 +281,25 @@ absl::StatusOr<weight_sync::SendReport> DemoTrainer::Broadcast(
   std::sort(endpoints.begin(), endpoints.end(),
             [](const auto& a, const auto& b) { return a.rank() < b.rank(); });
   weight_sync::WeightSenderOptions so;
+  // Engine i occupies ranks rank .. rank + num_ranks - 1 (tensor parallelism).
+  int next_rank = 1;
   for (int i = 0; i < static_cast<int>(endpoints.size()); ++i) {
-    if (endpoints[i].rank() != i + 1) {
+    const int ranks = std::max(1, endpoints[i].num_ranks());
+    if (endpoints[i].rank() != next_rank) {
       return absl::InvalidArgumentError(absl::StrCat(
           "BeginWeightSync returned engine ", endpoints[i].address(), " with rank ",
-          endpoints[i].rank(), "; the sender needs ranks 1..N in order"));
+          endpoints[i].rank(), "; the sender needs consecutive ranks from 1 (expected ",
+          next_rank, ")"));
     }
     so.engines.push_back(endpoints[i].address());
+    so.engine_ranks.push_back(ranks);
+    next_rank += ranks;
   }
-  if (group.group().world_size() != static_cast<int>(endpoints.size()) + 1) {
+  if (group.group().world_size() != next_rank) {
     return absl::InvalidArgumentError(absl::StrCat("BeginWeightSync returned world_size ",
                                                    group.group().world_size(), " for ",
-                                                   endpoints.size(), " engines"));
+                                                   endpoints.size(), " engines of ",
+                                                   next_rank - 1, " ranks"));
   }
   so.backend = group.group().backend();
   so.master_address =

@@ -102,6 +102,13 @@ absl::StatusOr<std::unique_ptr<CudaTransformerModel>> CudaTransformerModel::Crea
       !s.ok()) {
     return s;
   }
+  const ModelConfig& c = host_weights.config();
+  if (c.IsMoe() || c.attention_sinks ||
+      kernels::RopeAttentionScaling(c.rope_scaling) != 1.0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the CUDA forward does not run model_type ", c.model_type,
+        " yet (MoE experts, attention sinks and YaRN run on the CPU: --device=cpu)"));
+  }
   std::unique_ptr<CudaTransformerModel> model(
       new CudaTransformerModel(host_weights.config(), options));
   COLO_RETURN_IF_ERROR_(model->Init(host_weights));

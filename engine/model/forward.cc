@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/model/moe_cpu.h"
 #include "engine/model/safetensors.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/linear.h"
@@ -15,6 +16,7 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/swiglu.h"
 #include "proto/logging/logging.h"
+#include "proto/status/status_macros.h"
 
 namespace colo {
 namespace engine {
@@ -58,6 +60,7 @@ TransformerModel::TransformerModel(std::unique_ptr<ModelWeights> weights,
   const ModelConfig& c = weights_->config();
   inv_freq_ = kernels::RopeInverseFrequencies(c.head_dim, c.rope_theta,
                                               c.rope_scaling);
+  rope_attention_scaling_ = kernels::RopeAttentionScaling(c.rope_scaling);
 }
 
 absl::StatusOr<std::unique_ptr<TransformerModel>> TransformerModel::Load(
@@ -137,10 +140,10 @@ absl::Status TransformerModel::Validate(absl::Span<const ForwardRequest> batch,
           "request ", r, ": ", q.slots.size(), " slots for ", total, " positions"));
     }
     for (int64_t i = 0; i < n; ++i) {
-      if (q.new_tokens[i] < 0 || q.new_tokens[i] >= c.vocab_size) {
+      if (q.new_tokens[i] < 0 || q.new_tokens[i] >= vocab_size()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "request ", r, ": token ", q.new_tokens[i], " at position ",
-            q.cached_len + i, " outside the vocabulary of ", c.vocab_size));
+            q.cached_len + i, " outside the vocabulary of ", vocab_size()));
       }
     }
     if (full_slots > 0) {
@@ -181,8 +184,12 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   if (!valid.ok()) return valid;
   const ModelConfig& c = config();
   const ModelWeights& W = *weights_;
+  // On a tensor-parallel shard Q, KV, I and V are this rank's (forward.h);
+  // full_vocab is the model's.
   const int64_t H = c.hidden_size, Q = c.QSize(), KV = c.KvSize(),
                 QKV = Q + 2 * KV, I = c.intermediate_size, V = c.vocab_size;
+  const bool sharded = tp_.size > 1;
+  const int64_t full_vocab = vocab_size();
   const int hd = c.head_dim, half = hd / 2;
   const int num_requests = static_cast<int>(batch.size());
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -222,7 +229,7 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   }
 
   Scratch scratch(allocator_);
-  float *hidden, *normed, *qkv, *attn, *gate_up, *act, *cos_t, *sin_t;
+  float *hidden, *normed, *qkv, *attn, *gate_up, *act, *cos_t, *sin_t, *mlp_out = nullptr;
 #define COLO_SCRATCH(var, n)                          \
   {                                                   \
     absl::StatusOr<float*> _p = scratch.Floats(n);    \
@@ -237,12 +244,33 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   COLO_SCRATCH(act, T * I);
   COLO_SCRATCH(cos_t, T * half);
   COLO_SCRATCH(sin_t, T * half);
+  MoeScratch moe;
+  if (c.IsMoe()) {
+    const MoeScratchSizes sizes = MoeScratchFor(c, T);
+    COLO_SCRATCH(mlp_out, T * H);
+    COLO_SCRATCH(moe.logits, sizes.logits);
+    COLO_SCRATCH(moe.gathered, sizes.gathered);
+    COLO_SCRATCH(moe.gate_up, sizes.gate_up);
+    COLO_SCRATCH(moe.act, sizes.act);
+    COLO_SCRATCH(moe.expert_out, sizes.expert_out);
+  }
 
   kernels::ThreadPool* pool = threads_;
-  if (!kernels::EmbeddingLookup(W.embed(), V, H, tokens.data(), T, hidden)) {
+  if (sharded) {
+    // Vocab-parallel embedding: each rank contributes the rows it holds.
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t row = tokens[t] - tp_.vocab_begin;
+      if (row >= 0 && row < V) {
+        std::memcpy(hidden + t * H, W.embed() + row * H, H * sizeof(float));
+      } else {
+        std::memset(hidden + t * H, 0, H * sizeof(float));
+      }
+    }
+    RETURN_IF_ERROR(tp_.collectives->AllReduceSum(hidden, T * H));
+  } else if (!kernels::EmbeddingLookup(W.embed(), V, H, tokens.data(), T, hidden)) {
     return absl::InvalidArgumentError("token outside the vocabulary");
   }
-  kernels::RopeCosSin(inv_freq_, positions.data(), T, cos_t, sin_t);
+  kernels::RopeCosSin(inv_freq_, positions.data(), T, cos_t, sin_t, rope_attention_scaling_);
 
   auto linear = [&](const float* x, int64_t m, int64_t k, const float* w,
                     int64_t n, const float* bias, float* y) {
@@ -304,19 +332,31 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
             sliding ? swa_slots[r].data() : batch[r].slots.data();
         kernels::AttendOne(qkv + t * QKV + int64_t{h} * hd, positions[t], key_slots,
                            k_pool, v_pool, h / group, shape, probs.data(),
-                           attn + t * Q + int64_t{h} * hd);
+                           attn + t * Q + int64_t{h} * hd,
+                           L.sinks != nullptr ? L.sinks[h] : -INFINITY);
       }
     });
-    linear(attn, T, Q, L.o, H, L.o_bias, normed);
+    linear(attn, T, Q, L.o, H, tp_.rank == 0 ? L.o_bias : nullptr, normed);
+    if (sharded) RETURN_IF_ERROR(tp_.collectives->AllReduceSum(normed, T * H));
     rows(T, [&](int64_t b, int64_t e) {
       AddInPlace(hidden + b * H, normed + b * H, (e - b) * H);
       kernels::RmsNorm(hidden + b * H, e - b, H, L.post_norm, eps, normed + b * H);
     });
+    if (c.IsMoeLayer(layer)) {
+      MoeMlpCpu(c, L, normed, T, &moe, pool, mlp_out);
+      // Tensor parallelism: each rank ran its slice of every expert.
+      if (sharded) RETURN_IF_ERROR(tp_.collectives->AllReduceSum(mlp_out, T * H));
+      rows(T, [&](int64_t b, int64_t e) {
+        AddInPlace(hidden + b * H, mlp_out + b * H, (e - b) * H);
+      });
+      continue;
+    }
     linear(normed, T, H, L.gate_up, 2 * I, nullptr, gate_up);
     rows(T, [&](int64_t b, int64_t e) {
       kernels::SwiGlu(gate_up + b * 2 * I, e - b, I, act + b * I);
     });
     linear(act, T, I, L.down, H, nullptr, normed);
+    if (sharded) RETURN_IF_ERROR(tp_.collectives->AllReduceSum(normed, T * H));
     rows(T, [&](int64_t b, int64_t e) {
       AddInPlace(hidden + b * H, normed + b * H, (e - b) * H);
     });
@@ -325,25 +365,45 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
   // Final norm and logits for the last token of each request.
   float *last, *logits;
   COLO_SCRATCH(last, int64_t{num_requests} * H);
-  COLO_SCRATCH(logits, int64_t{num_requests} * V);
+  COLO_SCRATCH(logits, int64_t{num_requests} * full_vocab);
+  float *local_logits = logits, *gathered = nullptr;
+  if (sharded) {
+    COLO_SCRATCH(local_logits, int64_t{num_requests} * V);
+    COLO_SCRATCH(gathered, int64_t{tp_.size} * num_requests * V);
+  }
 #undef COLO_SCRATCH
   for (int r = 0; r < num_requests; ++r) {
     kernels::RmsNorm(hidden + last_token[r] * H, 1, H, W.final_norm(), eps, last + r * H);
   }
-  linear(last, num_requests, H, W.lm_head(), V, nullptr, logits);
+  linear(last, num_requests, H, W.lm_head(), V, nullptr, local_logits);
+  if (sharded) {
+    // Vocab-parallel LM head: rank k computed the columns k * V .. of
+    // every request's logits (its last rows may be padding).
+    RETURN_IF_ERROR(
+        tp_.collectives->AllGather(local_logits, int64_t{num_requests} * V, gathered));
+    for (int k = 0; k < tp_.size; ++k) {
+      const int64_t begin = int64_t{k} * V;
+      const int64_t n = std::min(V, full_vocab - begin);
+      if (n <= 0) break;
+      for (int r = 0; r < num_requests; ++r) {
+        std::memcpy(logits + r * full_vocab + begin,
+                    gathered + (int64_t{k} * num_requests + r) * V, n * sizeof(float));
+      }
+    }
+  }
 
   ForwardResult result;
   if (options.sample) {
     result.tokens.resize(num_requests);
     pool->ParallelFor(num_requests, 1, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
-        result.tokens[r] = kernels::SampleToken(logits + r * V, V, batch[r].sampling,
-                                                batch[r].sample_step);
+        result.tokens[r] = kernels::SampleToken(logits + r * full_vocab, full_vocab,
+                                                batch[r].sampling, batch[r].sample_step);
       }
     });
   }
   if (options.return_logits) {
-    result.logits.assign(logits, logits + int64_t{num_requests} * V);
+    result.logits.assign(logits, logits + int64_t{num_requests} * full_vocab);
   }
   return result;
 }

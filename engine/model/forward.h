@@ -1,5 +1,7 @@
 // TransformerModel: the batched forward pass of a decoder-only transformer
-// (Llama / Mistral / Qwen2 / Qwen3 layout) on the CPU, over a paged KV cache.
+// (Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE / GPT-OSS layout) on the CPU,
+// over a paged KV cache. MoE layers run moe_cpu.h (tokens grouped by expert,
+// one GEMM per active expert); gpt-oss attention adds its sinks.
 //
 // The scheduler calls Forward() with a batch of requests. Request r has
 // `cached_len` tokens whose KV is already in the cache (positions
@@ -15,9 +17,10 @@
 // The KV memory is described by KvCacheView (kvcache/kv_layout.h LayerKv per
 // layer), so the model does not depend on the cache's bookkeeping classes.
 //
-// Determinism: each token's computation (GEMMs via kernels::Linear, norms,
-// attention per (token, head), sampling with a counter-based RNG) does not
-// depend on which other requests are in the batch or on threading, so a
+// Determinism: each token's computation (GEMMs via kernels::Linear /
+// kernels::MatMul, norms, attention per (token, head), MoE routing and the
+// combine in ascending expert order, sampling with a counter-based RNG) does
+// not depend on which other requests are in the batch or on threading, so a
 // request produces bit-identical logits alone or in any batch.
 //
 // Transient buffers (activations) come from the CachingAllocator and are
@@ -45,6 +48,7 @@
 #include "engine/memory/tagged_pool.h"
 #include "engine/model/model_config.h"
 #include "engine/model/model_weights.h"
+#include "engine/model/tp_collectives.h"
 #include "kernels/cpu/sampling.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kvcache/kv_layout.h"
@@ -95,6 +99,23 @@ struct ForwardResult {
   std::vector<float> logits;                  // [num_requests][vocab]
 };
 
+// Tensor parallelism (engine/tp): the model holds one rank's shard. Its
+// ModelConfig then has the rank's attention heads, KV heads and
+// intermediate size, and vocab_size = the rows of the embedding and LM head
+// it holds (full rows vocab_begin.., the last rank's padded with zero rows).
+// Forward sums the vocab-parallel embedding over the ranks, all-reduces the
+// outputs of the row-parallel o_proj and down_proj (rank 0 alone adds the
+// o_proj bias) and all-gathers the LM head's logits, so every rank holds
+// the full hidden states and the full logits. Every rank must call Forward
+// with the same batch (and its own KV view, of its own KV heads).
+struct TensorParallelShard {
+  int rank = 0;
+  int size = 1;  // 1: not sharded (the other fields are unused)
+  int64_t full_vocab_size = 0;
+  int64_t vocab_begin = 0;
+  TpCollectives* collectives = nullptr;  // required when size > 1; not owned
+};
+
 class TransformerModel {
  public:
   struct Options {
@@ -116,13 +137,22 @@ class TransformerModel {
   const ModelConfig& config() const { return weights_->config(); }
 
   // Batch invariance (the default) runs every GEMM with kernels::Linear.
-  // When false, GEMMs with more than one row use OpenBLAS (LinearBlas):
+  // When false, dense GEMMs with more than one row use OpenBLAS (LinearBlas;
+  // MoE experts always run the batch-invariant kernels):
   // faster prefill and large-batch decode, but a request's logits then
   // depend (in the last bits) on the batch it ran in. Not thread-safe with
   // Forward.
   void set_batch_invariant(bool on) { batch_invariant_ = on; }
   bool batch_invariant() const { return batch_invariant_; }
   ModelWeights& weights() { return *weights_; }
+  // See TensorParallelShard. Not thread-safe with Forward.
+  void set_tensor_parallel(const TensorParallelShard& shard) { tp_ = shard; }
+  const TensorParallelShard& tensor_parallel() const { return tp_; }
+  // The vocabulary tokens are checked against and logits cover (the full
+  // model's, also on a tensor-parallel shard).
+  int64_t vocab_size() const {
+    return tp_.size > 1 ? tp_.full_vocab_size : config().vocab_size;
+  }
 
   absl::StatusOr<ForwardResult> Forward(
       absl::Span<const ForwardRequest> batch, const KvCacheView& kv,
@@ -138,7 +168,9 @@ class TransformerModel {
   CachingAllocator* const allocator_;
   kernels::ThreadPool* const threads_;
   std::vector<double> inv_freq_;
+  double rope_attention_scaling_ = 1.0;
   bool batch_invariant_ = true;
+  TensorParallelShard tp_;
 };
 
 }  // namespace engine

@@ -82,19 +82,96 @@ TEST(ForwardTest, MatchesDenseReferenceQwen2Bias) {
   CheckAgainstReference(o, "fwd_qwen2");
 }
 
+TinyModelOptions Qwen3Moe() {
+  TinyModelOptions o;
+  o.arch = "qwen3_moe";
+  o.layers = 3;
+  o.hidden = 64;
+  o.heads = 4;
+  o.kv_heads = 2;
+  o.experts = 8;
+  o.experts_per_token = 3;
+  o.moe_intermediate = 24;
+  o.intermediate = 40;
+  o.mlp_only_layers = {1};  // one dense layer between two MoE layers
+  o.seed = 31;
+  return o;
+}
+
+TinyModelOptions GptOss() {
+  TinyModelOptions o;
+  o.arch = "gpt_oss";
+  o.layers = 4;
+  o.hidden = 64;
+  o.heads = 4;
+  o.kv_heads = 2;
+  o.experts = 6;
+  o.experts_per_token = 2;
+  o.moe_intermediate = 32;
+  o.sliding_window = 5;  // alternating sliding / full layers
+  o.seed = 32;
+  return o;
+}
+
+TEST(ForwardTest, MatchesDenseReferenceQwen3Moe) {
+  TinyModelOptions o = Qwen3Moe();
+  CheckAgainstReference(o, "fwd_qwen3_moe");
+  o.norm_topk_prob = false;
+  o.decoder_sparse_step = 2;
+  o.mlp_only_layers.clear();
+  CheckAgainstReference(o, "fwd_qwen3_moe_step2");
+}
+
+// Sinks, q/k/v/o bias, YaRN, sliding and full layers, the clamped SwiGLU
+// and both expert storages (bf16 and MXFP4, dequantized on load).
+TEST(ForwardTest, MatchesDenseReferenceGptOss) {
+  TinyModelOptions o = GptOss();
+  CheckAgainstReference(o, "fwd_gpt_oss");
+  o.dtype = TensorDtype::kBF16;
+  CheckAgainstReference(o, "fwd_gpt_oss_bf16");
+  o.dtype = TensorDtype::kF32;
+  o.mxfp4 = true;
+  CheckAgainstReference(o, "fwd_gpt_oss_mxfp4");
+}
+
+// The expert kernels split differently with 1 and 3 threads (over experts or
+// over columns); the logits must not change.
+TEST(ForwardTest, MoeIsThreadCountInvariant) {
+  for (const TinyModelOptions& o : {Qwen3Moe(), GptOss()}) {
+    ModelTestEnv env;
+    const std::string d = TestDir("fwd_moe_threads_" + o.arch);
+    ASSERT_OK(WriteTinyModel(o, d));
+    std::vector<std::vector<float>> logits;
+    for (int threads : {1, 3}) {
+      kernels::ThreadPool pool(threads);
+      TransformerModel::Options mo;
+      mo.model_dir = d;
+      mo.weights_pool = env.pool.get();
+      mo.allocator = env.allocator.get();
+      mo.threads = &pool;
+      ASSERT_OK_AND_ASSIGN(auto model, TransformerModel::Load(mo));
+      ASSERT_OK_AND_ASSIGN(auto kv, SimpleKvCache::Create(model->config(), 64, env.pool.get()));
+      std::vector<int32_t> tokens;
+      for (int i = 0; i < 20; ++i) tokens.push_back((i * 37 + 11) % 256);
+      ASSERT_OK_AND_ASSIGN(auto slots, kv->AddSequence(tokens.size()));
+      ForwardRequest r;
+      r.new_tokens = tokens;
+      r.slots = slots;
+      ForwardOptions fo;
+      fo.return_logits = true;
+      std::vector<ForwardRequest> batch = {r};
+      ASSERT_OK_AND_ASSIGN(ForwardResult res, model->Forward(batch, kv->view(), fo));
+      logits.push_back(res.logits);
+    }
+    EXPECT_EQ(logits[0], logits[1]) << o.arch;
+  }
+}
+
 // A request decodes to identical tokens and logprobs alone and inside a batch
 // of 32 mixed-length requests (prefill mixed with decode, chunked prefill).
-TEST(ForwardTest, GreedyResultsAreBatchInvariant) {
+void CheckBatchInvariance(const TinyModelOptions& o, const std::string& name) {
   ModelTestEnv env;
-  TinyModelOptions o;
-  o.arch = "llama";
-  o.layers = 2;
-  o.hidden = 96;
-  o.heads = 6;
-  o.kv_heads = 2;
-  o.layer_types = {LayerType::kSlidingAttention, LayerType::kFullAttention};
-  o.sliding_window = 6;
-  auto model = LoadTiny(env, o, "fwd_batch");
+  auto model = LoadTiny(env, o, name);
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 32; ++i) {
     GenerationRequest r;
@@ -115,9 +192,27 @@ TEST(ForwardTest, GreedyResultsAreBatchInvariant) {
   many.prefill_chunk = 5;
   ASSERT_OK_AND_ASSIGN(auto batched, GenerateOffline(*model, requests, many, env.pool.get()));
   for (int i = 0; i < 32; ++i) {
-    EXPECT_EQ(alone[i].tokens, batched[i].tokens) << "request " << i;
-    EXPECT_EQ(alone[i].logprobs, batched[i].logprobs) << "request " << i;
+    EXPECT_EQ(alone[i].tokens, batched[i].tokens) << name << " request " << i;
+    EXPECT_EQ(alone[i].logprobs, batched[i].logprobs) << name << " request " << i;
   }
+}
+
+TEST(ForwardTest, GreedyResultsAreBatchInvariant) {
+  TinyModelOptions o;
+  o.arch = "llama";
+  o.layers = 2;
+  o.hidden = 96;
+  o.heads = 6;
+  o.kv_heads = 2;
+  o.layer_types = {LayerType::kSlidingAttention, LayerType::kFullAttention};
+  o.sliding_window = 6;
+  CheckBatchInvariance(o, "fwd_batch");
+}
+
+// MoE: a token's experts, weights and combine order depend on its row only.
+TEST(ForwardTest, MoeResultsAreBatchInvariant) {
+  CheckBatchInvariance(Qwen3Moe(), "fwd_batch_qwen3_moe");
+  CheckBatchInvariance(GptOss(), "fwd_batch_gpt_oss");
 }
 
 TEST(ForwardTest, WeightOverwriteChangesOutputAndBadBatchesAreRejected) {

@@ -27,6 +27,7 @@
 #include "absl/types/span.h"
 #include "engine/model/forward.h"
 #include "engine/model/model_config.h"
+#include "engine/model/rank_peers.h"
 
 namespace colo {
 namespace engine {
@@ -58,6 +59,10 @@ class ModelRunner {
   virtual void WeightsDiscarded() = 0;
   // Tensors the forward reads that hold no weights since then (0: complete).
   virtual int64_t NumStaleWeights() const = 0;
+
+  // The other ranks of a tensor-parallel engine (engine/tp), which follow
+  // the scheduler's memory transitions; null for a single-rank runner.
+  virtual RankPeers* peers() { return nullptr; }
 };
 
 }  // namespace engine

@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/model/model_weights.h"
+#include "engine/model/mxfp4.h"
 #include "engine/tokenizer/tiny_tokenizer.h"
 
 namespace colo {
@@ -70,9 +72,11 @@ absl::StatusOr<std::vector<LayerType>> ParseLayerTypeList(const std::string& s) 
 absl::StatusOr<ModelConfig> TinyModelConfig(const TinyModelOptions& o) {
   ModelConfig c;
   c.model_type = o.arch;
-  if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "qwen3") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--arch=", o.arch, " (supported: llama, mistral, qwen2, qwen3)"));
+  const bool gpt_oss = o.arch == "gpt_oss", qwen3_moe = o.arch == "qwen3_moe";
+  if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "qwen3" &&
+      !qwen3_moe && !gpt_oss) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--arch=", o.arch, " (supported: llama, mistral, qwen2, qwen3, qwen3_moe, gpt_oss)"));
   }
   if (o.layers <= 0 || o.hidden <= 0 || o.heads <= 0 || o.kv_heads <= 0 ||
       o.heads % o.kv_heads != 0 || o.vocab <= 0) {
@@ -90,28 +94,75 @@ absl::StatusOr<ModelConfig> TinyModelConfig(const TinyModelOptions& o) {
   if (c.head_dim % 2 != 0 || c.head_dim <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("head_dim must be even, got ", c.head_dim));
   }
-  c.max_position_embeddings = o.max_position;
-  c.rms_norm_eps = 1e-6;
-  c.rope_theta = o.rope_theta;
+  c.max_position_embeddings = o.max_position > 0 ? o.max_position : gpt_oss ? 131072 : 2048;
+  c.rms_norm_eps = gpt_oss ? 1e-5 : 1e-6;
+  c.rope_theta = o.rope_theta > 0 ? o.rope_theta : gpt_oss ? 150000.0 : 10000.0;
   c.tie_word_embeddings = o.tie_embeddings;
-  c.qkv_bias = o.arch == "qwen2";
-  c.qk_norm = o.arch == "qwen3";
+  c.qkv_bias = o.arch == "qwen2" || gpt_oss;
+  c.o_bias = gpt_oss;
+  c.qk_norm = o.arch == "qwen3" || qwen3_moe;
+  c.attention_sinks = gpt_oss;
+  if (gpt_oss) {
+    // gpt-oss's published rope parameters.
+    c.rope_scaling.type = kernels::RopeScaling::Type::kYarn;
+    c.rope_scaling.factor = 32;
+    c.rope_scaling.beta_fast = 32;
+    c.rope_scaling.beta_slow = 1;
+    c.rope_scaling.truncate = false;
+    c.rope_scaling.original_max_position_embeddings = 4096;
+  }
+  if (qwen3_moe || gpt_oss) {
+    if (o.experts <= 0 || o.experts_per_token <= 0 || o.experts_per_token > o.experts) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--experts=", o.experts, " --experts_per_token=", o.experts_per_token,
+          ": need 0 < experts_per_token <= experts"));
+    }
+    c.moe.num_experts = o.experts;
+    c.moe.experts_per_token = o.experts_per_token;
+    c.moe.intermediate_size = o.moe_intermediate > 0 ? o.moe_intermediate : o.hidden;
+    c.moe.norm_topk_prob = o.norm_topk_prob;
+    c.decoder_sparse_step = o.decoder_sparse_step;
+    c.mlp_only_layers = o.mlp_only_layers;
+    c.moe.mxfp4 = o.mxfp4;
+    if (gpt_oss) c.intermediate_size = c.moe.intermediate_size;
+    if (o.mxfp4 && (!gpt_oss || o.hidden % 32 != 0 || c.moe.intermediate_size % 32 != 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--mxfp4 needs --arch=gpt_oss and hidden (", o.hidden, ") and moe_intermediate (",
+          c.moe.intermediate_size, ") multiples of 32"));
+    }
+  } else if (o.mxfp4) {
+    return absl::InvalidArgumentError("--mxfp4 needs --arch=gpt_oss");
+  }
   if (!o.layer_types.empty()) {
     if (static_cast<int>(o.layer_types.size()) != o.layers) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--layer_types has ", o.layer_types.size(), " entries for ", o.layers, " layers"));
     }
     c.layer_types = o.layer_types;
+  } else if (gpt_oss) {
+    for (int i = 0; i < o.layers; ++i) {
+      c.layer_types.push_back(i % 2 == 0 ? LayerType::kSlidingAttention
+                                         : LayerType::kFullAttention);
+    }
   } else {
-    c.layer_types.assign(o.layers, (o.arch == "mistral" && o.sliding_window > 0)
+    c.layer_types.assign(o.layers, ((o.arch == "mistral" || qwen3_moe) && o.sliding_window > 0)
                                        ? LayerType::kSlidingAttention
                                        : LayerType::kFullAttention);
   }
   if (c.HasSlidingLayers()) {
-    if (o.sliding_window <= 0) {
+    const int64_t window = o.sliding_window > 0 ? o.sliding_window : gpt_oss ? 128 : 0;
+    if (window <= 0) {
       return absl::InvalidArgumentError("sliding layers need --sliding_window > 0");
     }
-    c.sliding_window = o.sliding_window;
+    if (qwen3_moe) {
+      for (LayerType t : c.layer_types) {
+        if (t != LayerType::kSlidingAttention) {
+          return absl::InvalidArgumentError(
+              "qwen3_moe slides in every layer or none (transformers has no layer_types for it)");
+        }
+      }
+    }
+    c.sliding_window = window;
   }
   // Round-trip through JSON so the written config is exactly what we parse.
   return ParseModelConfig(ModelConfigToJson(c));
@@ -131,41 +182,11 @@ absl::Status WriteTinyModel(const TinyModelOptions& options, const std::string& 
   absl::Status tokenizer_written = tokenizer::WriteTinyTokenizer(
       {.vocab = config->vocab_size, .max_position = config->max_position_embeddings}, dir);
   if (!tokenizer_written.ok()) return tokenizer_written;
-  // Enumerate names and shapes with a heap-only dry run of the layout.
-  std::vector<std::pair<std::string, std::vector<int64_t>>> tensors;
-  {
-    const ModelConfig& c = *config;
-    const int64_t h = c.hidden_size, q = c.QSize(), kv = c.KvSize(), in = c.intermediate_size;
-    tensors.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
-    for (int i = 0; i < c.num_layers; ++i) {
-      const std::string p = absl::StrCat("model.layers.", i, ".");
-      tensors.push_back({p + "input_layernorm.weight", {h}});
-      tensors.push_back({p + "self_attn.q_proj.weight", {q, h}});
-      tensors.push_back({p + "self_attn.k_proj.weight", {kv, h}});
-      tensors.push_back({p + "self_attn.v_proj.weight", {kv, h}});
-      if (c.qkv_bias) {
-        tensors.push_back({p + "self_attn.q_proj.bias", {q}});
-        tensors.push_back({p + "self_attn.k_proj.bias", {kv}});
-        tensors.push_back({p + "self_attn.v_proj.bias", {kv}});
-      }
-      tensors.push_back({p + "self_attn.o_proj.weight", {h, q}});
-      if (c.o_bias) tensors.push_back({p + "self_attn.o_proj.bias", {h}});
-      if (c.qk_norm) {
-        tensors.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
-        tensors.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
-      }
-      tensors.push_back({p + "post_attention_layernorm.weight", {h}});
-      tensors.push_back({p + "mlp.gate_proj.weight", {in, h}});
-      tensors.push_back({p + "mlp.up_proj.weight", {in, h}});
-      tensors.push_back({p + "mlp.down_proj.weight", {h, in}});
-    }
-    tensors.push_back({"model.norm.weight", {h}});
-    if (!c.tie_word_embeddings) tensors.push_back({"lm_head.weight", {c.vocab_size, h}});
-  }
+  const bool gpt_oss = config->model_type == "gpt_oss";
   SafetensorsWriter writer;
   writer.SetMetadata("format", "pt");
   Normal rng(options.seed);
-  for (const auto& [name, shape] : tensors) {
+  for (const auto& [name, shape] : ModelWeights::TensorShapes(*config)) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     std::vector<float> data(n);
@@ -173,16 +194,37 @@ absl::Status WriteTinyModel(const TinyModelOptions& options, const std::string& 
     if (EndsWith(name, "norm.weight")) {
       mean = 1.0;
       stddev = 0.1;
-    } else if (EndsWith(name, ".bias")) {
+    } else if (EndsWith(name, ".bias") || EndsWith(name, "_bias")) {
       stddev = 0.1;
+    } else if (EndsWith(name, ".sinks")) {
+      stddev = 1.0;
     } else if (name == "model.embed_tokens.weight") {
       stddev = 1.0;
     } else if (name == "lm_head.weight") {
       stddev = 4.0 / std::sqrt(static_cast<double>(shape[1]));
+    } else if (EndsWith(name, "experts.gate_up_proj")) {
+      stddev = 3.0 / std::sqrt(static_cast<double>(shape[1]));
     } else {
       stddev = 1.0 / std::sqrt(static_cast<double>(shape[1]));
     }
     for (float& x : data) x = static_cast<float>(mean + stddev * rng.Next());
+    const bool quantized = gpt_oss && config->moe.mxfp4 &&
+                           (EndsWith(name, "experts.gate_up_proj") ||
+                            EndsWith(name, "experts.down_proj"));
+    if (quantized) {
+      // [E][cols][rows] -> blocks [E][rows][cols/32][16] + scales [E][rows][cols/32].
+      std::vector<uint8_t> blocks, scales;
+      QuantizeMxfp4(data.data(), shape[0], shape[2], shape[1], &blocks, &scales);
+      const int64_t groups = shape[1] / kMxfp4BlockValues;
+      absl::Status s = writer.AddRaw(Mxfp4BlocksName(name), "U8",
+                                     {shape[0], shape[2], groups, kMxfp4BlockValues / 2},
+                                     std::string(blocks.begin(), blocks.end()));
+      if (!s.ok()) return s;
+      s = writer.AddRaw(Mxfp4ScalesName(name), "U8", {shape[0], shape[2], groups},
+                        std::string(scales.begin(), scales.end()));
+      if (!s.ok()) return s;
+      continue;
+    }
     absl::Status s = writer.AddFloat(name, options.dtype, shape, data);
     if (!s.ok()) return s;
   }

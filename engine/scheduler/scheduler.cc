@@ -706,6 +706,11 @@ absl::StatusOr<PauseResult> Scheduler::Pause(PauseMode mode) {
   return Call<PauseResult>("PauseGeneration", [this, mode]() -> absl::StatusOr<PauseResult> {
     PauseResult result;
     result.mode = mode;
+    // Every rank of a tensor-parallel engine must answer (a dead rank fails
+    // the pause, and with it the controller's transition).
+    if (RankPeers* peers = model_->peers()) {
+      ASSIGN_OR_RETURN(result.ranks, peers->Pause());
+    }
     RETURN_IF_ERROR(state_.Pause(mode));
     switch (mode) {
       case PauseMode::kAbort:
@@ -752,6 +757,9 @@ absl::StatusOr<ContinueResult> Scheduler::Continue(bool empty_cache) {
         result.reserved_bytes_before = allocator_->Stats().reserved_bytes;
         if (empty_cache) allocator_->EmptyCache();
         result.reserved_bytes_after = allocator_->Stats().reserved_bytes;
+        if (RankPeers* peers = model_->peers()) {
+          ASSIGN_OR_RETURN(result.ranks, peers->Continue(empty_cache));
+        }
         RETURN_IF_ERROR(state_.Continue());
         COLO_LOG(INFO) << "continue generation (torch_empty_cache=" << (empty_cache ? "true" : "false")
                        << "): caching allocator reserved " << result.reserved_bytes_before
@@ -793,6 +801,10 @@ absl::StatusOr<TagTransition> Scheduler::DoRelease(const std::vector<MemoryTag>&
                    << " bytes";
   }
   ASSIGN_OR_RETURN(t.after, pool_->backend()->MemoryInfo());
+  // The other ranks release after rank 0 stopped stepping.
+  if (RankPeers* peers = model_->peers()) {
+    ASSIGN_OR_RETURN(t.ranks, peers->Release(tags));
+  }
   uint64_t freed = 0;
   for (const TagReleaseReport& r : t.release.tags) freed += r.bytes_freed;
   COLO_LOG(INFO) << "released " << TagList(tags) << ": " << freed << " bytes in "
@@ -808,6 +820,10 @@ absl::StatusOr<TagTransition> Scheduler::Resume(const std::vector<MemoryTag>& ta
 absl::StatusOr<TagTransition> Scheduler::DoResume(const std::vector<MemoryTag>& requested) {
   const std::vector<MemoryTag> tags = requested.empty() ? AllMemoryTags() : requested;
   TagTransition t;
+  // The other ranks resume before rank 0 can step again.
+  if (RankPeers* peers = model_->peers()) {
+    ASSIGN_OR_RETURN(t.ranks, peers->Resume(tags));
+  }
   ASSIGN_OR_RETURN(t.before, pool_->backend()->MemoryInfo());
   absl::StatusOr<ResumeReport> report = pool_->Resume(tags);
   if (!report.ok()) return report.status();

@@ -99,11 +99,14 @@ struct PauseResult {
   int num_aborted = 0;
   int num_retracted = 0;
   int num_kept = 0;
+  // Tensor parallelism: every other rank's answer (ModelRunner::peers()).
+  std::vector<RankCacheReport> ranks;
 };
 
 struct ContinueResult {
   uint64_t reserved_bytes_before = 0;
   uint64_t reserved_bytes_after = 0;
+  std::vector<RankCacheReport> ranks;  // the other ranks' allocators
 };
 
 struct TagTransition {
@@ -116,6 +119,9 @@ struct TagTransition {
   // after it was emptied (both 0 when kv_cache was not released).
   uint64_t allocator_reserved_before = 0;
   uint64_t allocator_reserved_after = 0;
+  // Tensor parallelism: the other ranks' own transitions (this struct's
+  // other fields are rank 0's).
+  std::vector<RankTransition> ranks;
 };
 
 struct PoolSnapshot {

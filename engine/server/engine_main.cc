@@ -1,6 +1,9 @@
 #include "engine/server/engine_main.h"
 
+#include <signal.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -14,6 +17,8 @@
 #include "engine/server/engine_options.h"
 #include "engine/server/engine_runtime.h"
 #include "engine/server/engine_service.h"
+#include "engine/tp/tp_channel.h"
+#include "engine/tp/tp_follower.h"
 #include "proto/server/auth.h"
 #include "proto/server/grpc_server.h"
 #include "proto/server/tls.h"
@@ -57,6 +62,19 @@ ABSL_FLAG(int64_t, weight_sync_transfer_timeout_ms, 120000, "Default per-transfe
 ABSL_FLAG(int64_t, weight_sync_bucket_bytes, 64 << 20, "Default weight-update bucket size.");
 ABSL_FLAG(std::string, debug_skip_release_tag, "",
           "TEST ONLY: releasing this tag keeps its memory (a lying engine).");
+ABSL_FLAG(int, tp_size, 1,
+          "Tensor-parallel ranks of this engine (one process each; rank 0 serves gRPC). Alone, "
+          "rank 0 starts ranks 1..N-1 as child processes.");
+ABSL_FLAG(int, tp_rank, 0,
+          "This process's tensor-parallel rank; >= 1 follows rank 0 at --tp_master.");
+ABSL_FLAG(std::string, tp_master, "",
+          "HOST:PORT of rank 0's tensor-parallel listener (rank 0: where to listen; empty: "
+          "launch the other ranks as children).");
+ABSL_FLAG(int64_t, tp_timeout_ms, 60000, "Bound on each tensor-parallel collective.");
+ABSL_FLAG(int64_t, tp_init_timeout_ms, 120000,
+          "Bound on tensor-parallel start-up (ranks connecting, loading shards).");
+ABSL_FLAG(int64_t, tp_heartbeat_timeout_ms, 10000,
+          "A rank missing rank 0's heartbeat this long is lost (the engine turns FAILED).");
 
 namespace colo::engine {
 namespace {
@@ -104,12 +122,52 @@ EngineOptions OptionsFromFlags() {
   o.weight_sync_transfer_timeout_ms = absl::GetFlag(FLAGS_weight_sync_transfer_timeout_ms);
   o.weight_sync_bucket_bytes = absl::GetFlag(FLAGS_weight_sync_bucket_bytes);
   o.debug_skip_release_tag = absl::GetFlag(FLAGS_debug_skip_release_tag);
+  o.tp_size = absl::GetFlag(FLAGS_tp_size);
+  o.tp_rank = absl::GetFlag(FLAGS_tp_rank);
+  o.tp_master = absl::GetFlag(FLAGS_tp_master);
+  o.tp_timeout_ms = absl::GetFlag(FLAGS_tp_timeout_ms);
+  o.tp_init_timeout_ms = absl::GetFlag(FLAGS_tp_init_timeout_ms);
+  o.tp_heartbeat_timeout_ms = absl::GetFlag(FLAGS_tp_heartbeat_timeout_ms);
   return o;
 }
 
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "colo-engine: %s\n", std::string(s.message()).c_str());
   return 1;
+}
+
+// A tensor-parallel rank >= 1: follows rank 0 until it says shut down (exit
+// 0) or is lost (exit 1). Threads blocked on a dead group are not joined:
+// the process ends here.
+int RunFollowerRank(const EngineOptions& options) {
+  // No gRPC server here: SIGTERM / SIGINT take their default action (exit);
+  // rank 0 then reports the rank lost.
+  sigset_t termination;
+  sigemptyset(&termination);
+  sigaddset(&termination, SIGTERM);
+  sigaddset(&termination, SIGINT);
+  pthread_sigmask(SIG_UNBLOCK, &termination, nullptr);
+  TpFollowerOptions fo;
+  fo.rank = options.tp_rank;
+  fo.tp_size = options.tp_size;
+  if (absl::Status s = ParseHostPort(options.tp_master, "--tp_master", &fo.master_host,
+                                     &fo.master_port);
+      !s.ok()) {
+    return Fail(s);
+  }
+  fo.model_dir = options.model_dir;
+  fo.cpu_threads = options.cpu_threads;
+  fo.connect_timeout = absl::Milliseconds(options.tp_init_timeout_ms);
+  // Rank 0 pings every second; silence this long means it is gone.
+  fo.master_timeout = 3 * absl::Milliseconds(options.tp_heartbeat_timeout_ms);
+  const absl::Status s = RunTpFollower(fo);
+  if (!s.ok()) {
+    std::fprintf(stderr, "colo-engine (tensor-parallel rank %d): %s\n", options.tp_rank,
+                 std::string(s.message()).c_str());
+  }
+  std::fflush(stderr);
+  std::fflush(stdout);
+  std::_Exit(s.ok() ? 0 : 1);
 }
 
 }  // namespace
@@ -125,6 +183,7 @@ int EngineMain(int argc, char** argv) {
   }
   const EngineOptions options = OptionsFromFlags();
   if (absl::Status s = ValidateEngineOptions(options); !s.ok()) return Fail(s);
+  if (options.tp_rank > 0) return RunFollowerRank(options);
 
   std::string token;
   if (!options.auth_token_file.empty()) {

@@ -68,6 +68,32 @@ absl::Status ValidateEngineOptions(const EngineOptions& options) {
         "--debug_skip_release_tag must be weights, kv_cache or cuda_graph, got '",
         options.debug_skip_release_tag, "'"));
   }
+  if (options.tp_size < 1 || options.tp_size > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tp_size must be in [1, 64], got ", options.tp_size));
+  }
+  if (options.tp_rank < 0 || options.tp_rank >= options.tp_size) {
+    return absl::InvalidArgumentError(absl::StrCat("--tp_rank must be in [0, --tp_size=",
+                                                   options.tp_size, "), got ", options.tp_rank));
+  }
+  if (options.tp_rank > 0 && options.tp_master.empty()) {
+    return absl::InvalidArgumentError(
+        "--tp_rank >= 1 needs --tp_master=HOST:PORT (where rank 0 listens)");
+  }
+  if (options.tp_size > 1 && options.device == "cuda") {
+    return absl::InvalidArgumentError(
+        "--tp_size > 1 runs on the CPU in this build (the CUDA forward is not sharded yet); "
+        "use --device=cpu");
+  }
+  if (options.tp_timeout_ms < 1 || options.tp_init_timeout_ms < 1 ||
+      options.tp_heartbeat_timeout_ms < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tp_timeout_ms, --tp_init_timeout_ms and --tp_heartbeat_timeout_ms must be >= 1, got ",
+        options.tp_timeout_ms, ", ", options.tp_init_timeout_ms, ", ",
+        options.tp_heartbeat_timeout_ms));
+  }
+  // A follower rank gets the model path from rank 0 (or its own --model).
+  if (options.tp_rank > 0) return absl::OkStatus();
   if (options.model_dir.empty()) {
     return absl::InvalidArgumentError(
         "--model is required: a directory with config.json and *.safetensors "

@@ -64,6 +64,22 @@ struct EngineOptions {
   int64_t weight_sync_transfer_timeout_ms = 120000;
   int64_t weight_sync_bucket_bytes = 64 << 20;
 
+  // Tensor parallelism (engine/tp): the engine's ranks, one process each
+  // (1: not sharded). Rank 0 owns the gRPC edge and the scheduler.
+  int tp_size = 1;
+  // This process's rank; >= 1 makes it a follower of rank 0 (no gRPC edge).
+  int tp_rank = 0;
+  // Rank 0: HOST:PORT to listen on for the other ranks (empty: start them
+  // as child processes, on 127.0.0.1). Rank >= 1: where rank 0 listens.
+  std::string tp_master;
+  // Bound on each collective of a forward step (a hung rank).
+  int64_t tp_timeout_ms = 60000;
+  // Bound on start-up: ranks connecting and loading their shard.
+  int64_t tp_init_timeout_ms = 120000;
+  // A rank that does not answer rank 0's heartbeat (every second) for this
+  // long is lost and the engine FAILED.
+  int64_t tp_heartbeat_timeout_ms = 10000;
+
   // TEST ONLY: release of this tag reports success but keeps the memory
   // (a lying engine, for the controller's verification tests). Empty = off.
   std::string debug_skip_release_tag;

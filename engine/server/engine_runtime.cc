@@ -14,6 +14,8 @@
 #include "engine/device/device_backend_factory.h"
 #include "engine/memory/memory_tag.h"
 #include "engine/model/cpu_model_runner.h"
+#include "engine/tp/shard_loader.h"
+#include "engine/tp/tp_memory.h"
 #include "proto/logging/logging.h"
 #include "proto/status/status_macros.h"
 
@@ -70,7 +72,9 @@ EngineRuntime::~EngineRuntime() {
 }
 
 absl::Status EngineRuntime::InitBackend() {
-  if (options_.device == "cpu") {
+  // The sharded forward runs on the CPU only (the CUDA forward is not
+  // sharded yet; --device=cuda with --tp_size > 1 is refused earlier).
+  if (options_.device == "cpu" || options_.tp_size > 1) {
     ASSIGN_OR_RETURN(backend_, CreateDeviceBackend("cpu"));
     return absl::OkStatus();
   }
@@ -116,11 +120,21 @@ absl::Status EngineRuntime::InitBackend() {
 
 absl::Status EngineRuntime::InitModel(uint64_t* device_free) {
   const bool on_cuda = backend_->kind() == "cuda";
-  const int threads = on_cuda ? 1
-                      : options_.cpu_threads > 0
-                          ? options_.cpu_threads
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // With --tp_size > 1 the ranks share the cores.
+  const int threads =
+      on_cuda ? 1
+      : options_.cpu_threads > 0
+          ? options_.cpu_threads
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options_.tp_size);
   threads_ = std::make_unique<kernels::ThreadPool>(threads);
+  if (options_.tp_size > 1) {
+    RETURN_IF_ERROR(InitTensorParallelModel());
+    if (options_.mem_fraction > 0) {
+      ASSIGN_OR_RETURN(DeviceMemoryInfo mem, backend_->MemoryInfo());
+      *device_free = mem.free_bytes;
+    }
+    return absl::OkStatus();
+  }
   TransformerModel::Options mo;
   mo.model_dir = options_.model_dir;
   mo.threads = threads_.get();
@@ -181,6 +195,45 @@ absl::Status EngineRuntime::InitModel(uint64_t* device_free) {
 #else
   return absl::InternalError("a CUDA backend in a build without CUDA");
 #endif
+}
+
+absl::Status EngineRuntime::InitTensorParallelModel() {
+  TpLeaderOptions to;
+  to.tp_size = options_.tp_size;
+  to.master = options_.tp_master;
+  to.child_flags = {absl::StrCat("--cpu_threads=", threads_->num_threads()),
+                    absl::StrCat("--tp_heartbeat_timeout_ms=", options_.tp_heartbeat_timeout_ms),
+                    absl::StrCat("--tp_init_timeout_ms=", options_.tp_init_timeout_ms)};
+  to.setup.set_model_dir(options_.model_dir);
+  to.setup.set_device(std::string(backend_->kind()));
+  to.setup.set_batch_invariant(options_.batch_invariant);
+  to.setup.set_weights_host_backup(options_.weights_host_backup);
+  to.setup.set_weight_sync_init_timeout_ms(options_.weight_sync_init_timeout_ms);
+  to.setup.set_weight_sync_transfer_timeout_ms(options_.weight_sync_transfer_timeout_ms);
+  to.setup.set_debug_skip_release_tag(options_.debug_skip_release_tag);
+  to.init_timeout = absl::Milliseconds(options_.tp_init_timeout_ms);
+  to.collective_timeout = absl::Milliseconds(options_.tp_timeout_ms);
+  to.heartbeat_timeout = absl::Milliseconds(options_.tp_heartbeat_timeout_ms);
+  ASSIGN_OR_RETURN(tp_, TpLeader::Start(to));
+  ShardedModelOptions mo;
+  mo.model_dir = options_.model_dir;
+  mo.rank = 0;
+  mo.size = options_.tp_size;
+  mo.weights_pool = pool_.get();
+  mo.allocator = allocator_.get();
+  mo.threads = threads_.get();
+  mo.collectives = tp_->comm();
+  ASSIGN_OR_RETURN(ShardedModel sharded, LoadShardedModel(mo));
+  model_ = std::move(sharded.model);
+  model_->set_batch_invariant(options_.batch_invariant);
+  full_config_ = sharded.full_config;
+  ASSIGN_OR_RETURN(ShardPlan plan, ShardPlan::Create(full_config_, 0, options_.tp_size));
+  shard_plan_ = std::make_unique<ShardPlan>(std::move(plan));
+  RETURN_IF_ERROR(tp_->AwaitSetup());
+  auto runner = std::make_unique<TpModelRunner>(model_.get(), tp_.get(), options_.page_size);
+  tp_runner_ = runner.get();
+  runner_ = std::move(runner);
+  return absl::OkStatus();
 }
 
 absl::Status EngineRuntime::Init() {
@@ -255,6 +308,24 @@ absl::Status EngineRuntime::Init() {
   ko.max_context_tokens =
       (max_context_tokens_ + options_.page_size - 1) / options_.page_size * options_.page_size;
   ASSIGN_OR_RETURN(kv_, kvcache::KvCacheManager::Create(ko, pool_.get()));
+  if (tp_ != nullptr) {
+    // Every rank holds its KV heads in pools of the same slots.
+    colo::internal::TpKvSetup kv;
+    kv.set_page_size(options_.page_size);
+    for (int32_t l = 0; l < c.num_layers; ++l) {
+      const kvcache::LayerKv layer = kv_->GetLayerKv(l);
+      kv.add_layer_is_sliding(layer.sliding);
+      if (layer.sliding) {
+        kv.set_num_swa_slots(layer.num_slots);
+      } else {
+        kv.set_num_full_slots(layer.num_slots);
+      }
+    }
+    kv.set_kv_heads(c.num_kv_heads);
+    kv.set_head_dim(c.head_dim);
+    RETURN_IF_ERROR(tp_->SetupKv(kv));
+    tp_->StartHeartbeat();
+  }
 
   SchedulerOptions so;
   so.max_running_requests = options_.max_running_requests;
@@ -278,6 +349,19 @@ absl::Status EngineRuntime::Init() {
 
 absl::StatusOr<MemoryInfo> EngineRuntime::CollectMemory() const {
   return CollectMemoryInfo(*pool_, allocator_.get());
+}
+
+absl::StatusOr<std::vector<MemoryInfo>> EngineRuntime::CollectRankMemory() const {
+  std::vector<MemoryInfo> out;
+  ASSIGN_OR_RETURN(MemoryInfo own, CollectMemory());
+  out.push_back(std::move(own));
+  if (tp_ == nullptr) return out;
+  colo::internal::TpCommand command;
+  command.mutable_memory();
+  ASSIGN_OR_RETURN(std::vector<colo::internal::TpReply> replies,
+                   tp_->CallAll(command, absl::Seconds(30)));
+  for (const colo::internal::TpReply& r : replies) out.push_back(MemoryFromProto(r.memory()));
+  return out;
 }
 
 }  // namespace colo::engine

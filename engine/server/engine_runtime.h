@@ -23,12 +23,19 @@
 //         device's `weights` tag inside the same commit. UNAVAILABLE when no
 //         GPU is usable.
 //   auto  cuda when this build has CUDA and a GPU is usable, else cpu (and
-//         says why in the log).
+//         says why in the log); always cpu with --tp_size > 1.
+//
+// Tensor parallelism (--tp_size > 1, engine/tp): a TpLeader starts (or
+// waits for) the other ranks, rank 0 loads its shard (ShardPlan) and runs
+// the forward through a TpModelRunner; the KV cache holds rank 0's KV heads
+// and the other ranks allocate theirs with the same page layout; config()
+// is the full model's.
 #ifndef COLO_ENGINE_SERVER_ENGINE_RUNTIME_H_
 #define COLO_ENGINE_SERVER_ENGINE_RUNTIME_H_
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/device/device_backend.h"
@@ -39,6 +46,9 @@
 #include "engine/model/model_runner.h"
 #include "engine/scheduler/scheduler.h"
 #include "engine/server/engine_options.h"
+#include "engine/tp/shard_plan.h"
+#include "engine/tp/tp_leader.h"
+#include "engine/tp/tp_model_runner.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kvcache/kv_cache_manager.h"
 
@@ -53,7 +63,9 @@ class EngineRuntime {
   EngineRuntime& operator=(const EngineRuntime&) = delete;
 
   const EngineOptions& options() const { return options_; }
-  const ModelConfig& config() const { return model_->config(); }
+  // The model's config (with --tp_size > 1: the full model's, not rank 0's
+  // shard).
+  const ModelConfig& config() const { return tp_ != nullptr ? full_config_ : model_->config(); }
   Scheduler& scheduler() { return *scheduler_; }
   // The device's tagged pool (weights / kv_cache / cuda_graph), caching
   // allocator and backend: what ReleaseTags/ResumeTags and GetMemoryInfo see.
@@ -75,8 +87,21 @@ class EngineRuntime {
   // change knows the engine restarted (GetServerInfo.instance_id).
   const std::string& instance_id() const { return instance_id_; }
 
-  // Tagged pool, caching allocator and device numbers, now.
+  // Tagged pool, caching allocator and device numbers, now (rank 0's with
+  // --tp_size > 1).
   absl::StatusOr<MemoryInfo> CollectMemory() const;
+
+  // Tensor parallelism (--tp_size > 1; null / empty otherwise): the other
+  // ranks, rank 0's runner and its shard plan (weight updates keep rank
+  // 0's shard of full tensors).
+  TpLeader* tp() { return tp_.get(); }
+  TpModelRunner* tp_runner() { return tp_runner_; }
+  const ShardPlan* shard_plan() const { return shard_plan_.get(); }
+  // Every rank's memory (rank 0 first); just rank 0's without TP.
+  absl::StatusOr<std::vector<MemoryInfo>> CollectRankMemory() const;
+  // Non-empty once the engine failed for good (a tensor-parallel rank died
+  // or hung): why, naming the rank.
+  std::string failure() const { return tp_ != nullptr ? tp_->failure() : std::string(); }
 
  private:
   explicit EngineRuntime(const EngineOptions& options);
@@ -87,6 +112,8 @@ class EngineRuntime {
   // device runner. `device_free` receives the device's free bytes before
   // the model took any of it (for --mem_fraction).
   absl::Status InitModel(uint64_t* device_free);
+  // --tp_size > 1: starts the other ranks and loads rank 0's shard.
+  absl::Status InitTensorParallelModel();
 
   // Destroyed in reverse order: scheduler, KV, runner, model, host and
   // device memory, backends.
@@ -99,6 +126,11 @@ class EngineRuntime {
   std::unique_ptr<TaggedPool> host_pool_;
   std::unique_ptr<CachingAllocator> host_allocator_;
   std::unique_ptr<kernels::ThreadPool> threads_;
+  // Tensor parallelism: outlives the model (whose collectives it owns).
+  std::unique_ptr<TpLeader> tp_;
+  std::unique_ptr<ShardPlan> shard_plan_;
+  ModelConfig full_config_;
+  TpModelRunner* tp_runner_ = nullptr;  // == runner_ with TP
   std::unique_ptr<TransformerModel> model_;
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<kvcache::KvCacheManager> kv_;

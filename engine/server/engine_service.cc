@@ -8,6 +8,7 @@
 #include "engine/memory/memory_tag.h"
 #include "engine/scheduler/pause_mode.h"
 #include "engine/server/request_validation.h"
+#include "engine/server/tp_fields.h"
 #include "proto/status/grpc_status.h"
 #include "proto/logging/logging.h"
 
@@ -86,7 +87,10 @@ void FillMemoryInfo(const MemoryInfo& memory, const SchedulerSnapshot& snapshot,
 }
 
 EngineService::EngineService(EngineRuntime* runtime, const TokenChecker* auth)
-    : runtime_(runtime), auth_(auth), weights_(runtime) {}
+    : runtime_(runtime), auth_(auth), weights_(runtime) {
+  // A tensor-parallel rank that dies or hangs fails the engine at any time.
+  if (runtime_->tp() != nullptr) runtime_->tp()->AddFailureListener([this] { UpdateHealth(); });
+}
 
 void EngineService::SetHealthService(grpc::HealthCheckServiceInterface* health) {
   {
@@ -103,7 +107,8 @@ void EngineService::MarkShuttingDown() {
 }
 
 void EngineService::UpdateHealth() {
-  const bool can_generate = ServingOf(runtime_->scheduler().Snapshot()).can_generate;
+  const bool can_generate =
+      ServingOf(runtime_->scheduler().Snapshot()).can_generate && runtime_->failure().empty();
   absl::MutexLock lock(&health_mu_);
   if (health_ == nullptr) return;
   health_->SetServingStatus(kGenerateHealthService, can_generate && !shutting_down_);
@@ -226,6 +231,7 @@ grpc::Status EngineService::PauseGeneration(grpc::ServerContext* context,
   response->set_num_aborted(result->num_aborted);
   response->set_num_retracted(result->num_retracted);
   response->set_num_kept(result->num_kept);
+  AddRankCaches(*runtime_, *result, response);
   return grpc::Status::OK;
 }
 
@@ -239,6 +245,7 @@ grpc::Status EngineService::ContinueGeneration(grpc::ServerContext* context,
   if (!result.ok()) return ToGrpcStatus(result.status());
   response->set_reserved_bytes_before(static_cast<int64_t>(result->reserved_bytes_before));
   response->set_reserved_bytes_after(static_cast<int64_t>(result->reserved_bytes_after));
+  AddRankCaches(*runtime_, *result, response);
   return grpc::Status::OK;
 }
 
@@ -263,6 +270,7 @@ grpc::Status EngineService::ReleaseTags(grpc::ServerContext* context,
   response->set_caching_allocator_reserved_bytes_after(
       static_cast<int64_t>(t->allocator_reserved_after));
   FillTransition(*t, response);
+  AddRankTransitions(*t, response);
   return grpc::Status::OK;
 }
 
@@ -283,6 +291,7 @@ grpc::Status EngineService::ResumeTags(grpc::ServerContext* context,
     b->set_backup_bytes(static_cast<int64_t>(r.bytes_restored));
   }
   FillTransition(*t, response);
+  AddRankTransitions(*t, response);
   return grpc::Status::OK;
 }
 
@@ -349,6 +358,9 @@ grpc::Status EngineService::GetMemoryInfo(grpc::ServerContext*,
   absl::StatusOr<MemoryInfo> memory = runtime_->CollectMemory();
   if (!memory.ok()) return ToGrpcStatus(memory.status());
   FillMemoryInfo(*memory, runtime_->scheduler().Snapshot(), response->mutable_memory());
+  if (absl::Status s = AddRankMemory(*runtime_, response->mutable_memory()); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   return grpc::Status::OK;
 }
 
@@ -394,6 +406,7 @@ grpc::Status EngineService::GetServerInfo(grpc::ServerContext*,
   response->set_kv_audit_violations(s.kv_audit_violations_total);
   response->set_last_kv_audit_error(s.last_kv_audit_error);
   response->set_num_sessions(s.num_sessions);
+  FillTpServerInfo(*runtime_, response);
   return grpc::Status::OK;
 }
 

@@ -8,10 +8,13 @@
 #ifndef COLO_ENGINE_SERVER_WEIGHT_UPDATE_SERVICE_H_
 #define COLO_ENGINE_SERVER_WEIGHT_UPDATE_SERVICE_H_
 
+#include <memory>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "colo/v1/engine.grpc.pb.h"
 #include "engine/server/engine_runtime.h"
+#include "engine/tp/tp_update.h"
 #include "weight_sync/engine_update.h"
 #include "weight_sync/group_registry.h"
 
@@ -37,6 +40,11 @@ class WeightUpdateService {
   // The environment of one update; `version_and_flush` is read when the
   // commit runs (for streams, after the commit message arrived).
   weight_sync::EngineUpdateEnv Env(std::function<std::pair<std::string, bool>()> version_and_flush);
+  // Tensor parallelism (engine/tp/tp_update.h): starts `command` on every
+  // other rank (null without TP), and merges their outcome with rank 0's.
+  absl::StatusOr<std::unique_ptr<TpUpdate>> StartTp(colo::internal::TpCommand command);
+  absl::StatusOr<colo::v1::UpdateWeightsResponse> FinishTp(
+      TpUpdate* tp, absl::StatusOr<colo::v1::UpdateWeightsResponse> local);
 
   EngineRuntime* const runtime_;
   weight_sync::GroupDefaults defaults_;

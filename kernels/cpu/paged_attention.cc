@@ -29,8 +29,8 @@ template <int NV>
 COLO_AVX512 void AttendOneAvx512(const float* q_head, int64_t lo, int64_t count,
                                  const int32_t* key_slots, const float* k_pool,
                                  const float* v_pool, int64_t slot_stride,
-                                 int64_t head_offset, float scale, float* scratch,
-                                 float* out_head) {
+                                 int64_t head_offset, float scale, float sink,
+                                 float* scratch, float* out_head) {
   __m512 qv[NV];
 #pragma GCC unroll 16
   for (int c = 0; c < NV; ++c) qv[c] = _mm512_loadu_ps(q_head + 16 * c);
@@ -56,12 +56,15 @@ COLO_AVX512 void AttendOneAvx512(const float* q_head, int64_t lo, int64_t count,
     _mm512_mask_storeu_ps(scratch + j0, mask, s);
     max_v = _mm512_mask_max_ps(max_v, mask, max_v, s);
   }
-  const float max_score = _mm512_reduce_max_ps(max_v);
+  const bool has_sink = sink != -INFINITY;
+  float max_score = _mm512_reduce_max_ps(max_v);
+  if (has_sink) max_score = std::max(max_score, sink);
   float sum = 0.0f;
   for (int64_t j = 0; j < count; ++j) {
     scratch[j] = std::exp(scratch[j] - max_score);
     sum += scratch[j];
   }
+  if (has_sink) sum += std::exp(sink - max_score);
   const float inv = 1.0f / sum;
   __m512 even[NV], odd[NV];
 #pragma GCC unroll 16
@@ -101,7 +104,7 @@ bool AttentionUsesAvx512(int head_dim) {
 
 void AttendOne(const float* q_head, int64_t position, const int32_t* key_slots,
                const float* k_pool, const float* v_pool, int kv_head,
-               const AttentionShape& shape, float* scratch, float* out_head) {
+               const AttentionShape& shape, float* scratch, float* out_head, float sink) {
   if (AttentionUsesAvx512(shape.head_dim)) {
     const int64_t slot_stride = static_cast<int64_t>(shape.num_kv_heads) * shape.head_dim;
     const int64_t lo = FirstAttendedPosition(position, shape.window);
@@ -110,16 +113,16 @@ void AttendOne(const float* q_head, int64_t position, const int32_t* key_slots,
     switch (shape.head_dim) {
       case 16:
         return AttendOneAvx512<1>(q_head, lo, count, key_slots, k_pool, v_pool,
-                                  slot_stride, off, shape.scale, scratch, out_head);
+                                  slot_stride, off, shape.scale, sink, scratch, out_head);
       case 32:
         return AttendOneAvx512<2>(q_head, lo, count, key_slots, k_pool, v_pool,
-                                  slot_stride, off, shape.scale, scratch, out_head);
+                                  slot_stride, off, shape.scale, sink, scratch, out_head);
       case 64:
         return AttendOneAvx512<4>(q_head, lo, count, key_slots, k_pool, v_pool,
-                                  slot_stride, off, shape.scale, scratch, out_head);
+                                  slot_stride, off, shape.scale, sink, scratch, out_head);
       default:
         return AttendOneAvx512<8>(q_head, lo, count, key_slots, k_pool, v_pool,
-                                  slot_stride, off, shape.scale, scratch, out_head);
+                                  slot_stride, off, shape.scale, sink, scratch, out_head);
     }
   }
   const int d = shape.head_dim;
@@ -133,11 +136,14 @@ void AttendOne(const float* q_head, int64_t position, const int32_t* key_slots,
     scratch[j] = s;
     if (s > max_score) max_score = s;
   }
+  const bool has_sink = sink != -INFINITY;
+  if (has_sink && sink > max_score) max_score = sink;
   float sum = 0.0f;
   for (int64_t j = 0; j < count; ++j) {
     scratch[j] = std::exp(scratch[j] - max_score);
     sum += scratch[j];
   }
+  if (has_sink) sum += std::exp(sink - max_score);
   const float inv = 1.0f / sum;
   for (int i = 0; i < d; ++i) out_head[i] = 0.0f;
   for (int64_t j = 0; j < count; ++j) {
@@ -150,14 +156,15 @@ void AttendOne(const float* q_head, int64_t position, const int32_t* key_slots,
 void PagedAttention(const float* q, int64_t num_queries,
                     int64_t first_position, const int32_t* key_slots,
                     const float* k_pool, const float* v_pool,
-                    const AttentionShape& shape, float* out) {
+                    const AttentionShape& shape, float* out, const float* sinks) {
   const int group = shape.num_heads / shape.num_kv_heads;
   std::vector<float> scratch(first_position + num_queries + 1);
   for (int64_t i = 0; i < num_queries; ++i) {
     for (int h = 0; h < shape.num_heads; ++h) {
       const int64_t off = (i * shape.num_heads + h) * shape.head_dim;
       AttendOne(q + off, first_position + i, key_slots, k_pool, v_pool,
-                h / group, shape, scratch.data(), out + off);
+                h / group, shape, scratch.data(), out + off,
+                sinks != nullptr ? sinks[h] : -INFINITY);
     }
   }
 }

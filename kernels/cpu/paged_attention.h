@@ -22,12 +22,18 @@
 // keys); elsewhere a portable path runs. The two agree within float
 // rounding, not bit for bit, so one machine always uses the same path.
 //
+// Attention sinks (gpt-oss): a learned logit per query head that joins the
+// softmax denominator but attends no value: with scores s_j and sink z,
+// p_j = exp(s_j - m) / (sum_i exp(s_i - m) + exp(z - m)), m = max(max s, z).
+// A sink of -infinity (the default) changes nothing, bit for bit.
+//
 // Preconditions (callers validate): every slot read is in [0, num_slots);
 // num_heads % num_kv_heads == 0. Thread-safe.
 #ifndef COLO_KERNELS_CPU_PAGED_ATTENTION_H_
 #define COLO_KERNELS_CPU_PAGED_ATTENTION_H_
 
 #include <cstdint>
+#include <limits>
 
 namespace colo {
 namespace kernels {
@@ -41,18 +47,22 @@ struct AttentionShape {
 };
 
 // One (query, head) pair. `scratch` must hold pos + 1 floats (or window).
+// `sink` is the query head's sink logit (-infinity: none).
 void AttendOne(const float* q_head, int64_t position, const int32_t* key_slots,
                const float* k_pool, const float* v_pool, int kv_head,
-               const AttentionShape& shape, float* scratch, float* out_head);
+               const AttentionShape& shape, float* scratch, float* out_head,
+               float sink = -std::numeric_limits<float>::infinity());
 
 // True when AttendOne takes the AVX-512 path for this head_dim.
 bool AttentionUsesAvx512(int head_dim);
 
-// All queries and heads of one sequence (single-threaded).
+// All queries and heads of one sequence (single-threaded). `sinks`:
+// [num_heads] sink logits, or null for none.
 void PagedAttention(const float* q, int64_t num_queries,
                     int64_t first_position, const int32_t* key_slots,
                     const float* k_pool, const float* v_pool,
-                    const AttentionShape& shape, float* out);
+                    const AttentionShape& shape, float* out,
+                    const float* sinks = nullptr);
 
 // The first key position query `position` attends.
 inline int64_t FirstAttendedPosition(int64_t position, int64_t window) {

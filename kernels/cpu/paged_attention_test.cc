@@ -15,7 +15,8 @@ namespace {
 // Dense reference: keys/values given per position (not paged).
 void DenseAttention(const std::vector<float>& q, int64_t nq, int64_t first,
                     const std::vector<float>& k, const std::vector<float>& v,
-                    const AttentionShape& s, std::vector<float>* out) {
+                    const AttentionShape& s, std::vector<float>* out,
+                    const std::vector<float>* sinks = nullptr) {
   out->assign(nq * s.num_heads * s.head_dim, 0.0f);
   const int group = s.num_heads / s.num_kv_heads;
   for (int64_t i = 0; i < nq; ++i) {
@@ -34,7 +35,9 @@ void DenseAttention(const std::vector<float>& q, int64_t nq, int64_t first,
         js.push_back(j);
       }
       double mx = *std::max_element(sc.begin(), sc.end()), sum = 0;
+      if (sinks != nullptr) mx = std::max<double>(mx, (*sinks)[h]);
       for (double& x : sc) sum += (x = std::exp(x - mx));
+      if (sinks != nullptr) sum += std::exp((*sinks)[h] - mx);
       for (size_t t = 0; t < js.size(); ++t)
         for (int e = 0; e < s.head_dim; ++e)
           (*out)[(i * s.num_heads + h) * s.head_dim + e] +=
@@ -44,10 +47,10 @@ void DenseAttention(const std::vector<float>& q, int64_t nq, int64_t first,
 }
 
 void RunCase(int64_t window, int64_t prefix, int64_t nq, uint32_t seed,
-             int head_dim = 8) {
+             int head_dim = 8, bool with_sinks = false) {
   SCOPED_TRACE(testing::Message() << "window=" << window << " prefix=" << prefix
                                   << " nq=" << nq << " seed=" << seed
-                                  << " head_dim=" << head_dim);
+                                  << " head_dim=" << head_dim << " sinks=" << with_sinks);
   AttentionShape s{6, 2, head_dim, 1.0f / std::sqrt(float(head_dim)), window};
   const int64_t kv = 2 * head_dim;  // floats per slot
   const int64_t len = prefix + nq, slots = 3 * len + 5;
@@ -71,10 +74,13 @@ void RunCase(int64_t window, int64_t prefix, int64_t nq, uint32_t seed,
     std::copy(&k[j * kv], &k[j * kv] + kv, &kp[key_slots[j] * kv]);
     std::copy(&v[j * kv], &v[j * kv] + kv, &vp[key_slots[j] * kv]);
   }
+  // Sinks from well below to well above the scores (the max may be a sink).
+  std::vector<float> sinks(s.num_heads);
+  for (int h = 0; h < s.num_heads; ++h) sinks[h] = -3.0f + 1.5f * h;
   std::vector<float> out(q.size()), ref;
   PagedAttention(q.data(), nq, prefix, key_slots.data(), kp.data(), vp.data(), s,
-                 out.data());
-  DenseAttention(q, nq, prefix, k, v, s, &ref);
+                 out.data(), with_sinks ? sinks.data() : nullptr);
+  DenseAttention(q, nq, prefix, k, v, s, &ref, with_sinks ? &sinks : nullptr);
   for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 1e-5) << i;
 }
 
@@ -97,6 +103,36 @@ TEST(PagedAttentionTest, HeadSizesAndLongContextsMatchDenseReference) {
       RunCase(window, 31, 2, 5, head_dim);   // extend: 32 and 33 keys
       RunCase(window, 47, 1, 6, head_dim);   // decode over exactly 48 keys
     }
+  }
+}
+
+TEST(PagedAttentionTest, SinksMatchDenseReference) {
+  for (int head_dim : {8, 16, 64}) {
+    for (int64_t window : {0, 5, 16}) {
+      RunCase(window, 0, 19, 7, head_dim, /*with_sinks=*/true);
+      RunCase(window, 31, 2, 8, head_dim, /*with_sinks=*/true);
+      RunCase(window, 47, 1, 9, head_dim, /*with_sinks=*/true);
+    }
+  }
+}
+
+TEST(PagedAttentionTest, SinkShrinksTheOutputAndMinusInfinityIsBitIdentical) {
+  // One key with value 1: without a sink the output is exactly 1; a sink
+  // equal to the score takes half of the probability mass.
+  AttentionShape s{1, 1, 16, 1.0f, 0};
+  std::vector<float> kp(16, 0.0f), vp(16, 1.0f), q(16, 0.0f);
+  std::vector<int32_t> slots = {0};
+  std::vector<float> none(16), minus_inf(16), half(16), scratch(2);
+  AttendOne(q.data(), 0, slots.data(), kp.data(), vp.data(), 0, s, scratch.data(),
+            none.data());
+  AttendOne(q.data(), 0, slots.data(), kp.data(), vp.data(), 0, s, scratch.data(),
+            minus_inf.data(), -INFINITY);
+  AttendOne(q.data(), 0, slots.data(), kp.data(), vp.data(), 0, s, scratch.data(),
+            half.data(), 0.0f);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(none[i], 1.0f);
+    EXPECT_EQ(minus_inf[i], none[i]);
+    EXPECT_FLOAT_EQ(half[i], 0.5f);
   }
 }
 

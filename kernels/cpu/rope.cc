@@ -1,5 +1,6 @@
 #include "kernels/cpu/rope.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace colo {
@@ -14,6 +15,30 @@ std::vector<double> RopeInverseFrequencies(int head_dim, double theta,
   }
   if (scaling.type == RopeScaling::Type::kLinear) {
     for (double& f : inv) f /= scaling.factor;
+  } else if (scaling.type == RopeScaling::Type::kYarn) {
+    // transformers' _compute_yarn_parameters: dims below `low` keep the
+    // original frequency (extrapolation), above `high` are divided by the
+    // factor (interpolation), linear in between.
+    const double dim = head_dim, base = theta,
+                 original = scaling.original_max_position_embeddings;
+    auto correction_dim = [&](double rotations) {
+      return dim * std::log(original / (rotations * 2 * M_PI)) / (2 * std::log(base));
+    };
+    double low = correction_dim(scaling.beta_fast);
+    double high = correction_dim(scaling.beta_slow);
+    if (scaling.truncate) {
+      low = std::floor(low);
+      high = std::ceil(high);
+    }
+    low = std::max(low, 0.0);
+    high = std::min(high, dim - 1);
+    if (low == high) high += 0.001;
+    for (int i = 0; i < half; ++i) {
+      const double ramp = std::clamp((i - low) / (high - low), 0.0, 1.0);
+      const double extrapolation = 1.0 - ramp;
+      const double f = inv[i];
+      inv[i] = f / scaling.factor * (1.0 - extrapolation) + f * extrapolation;
+    }
   } else if (scaling.type == RopeScaling::Type::kLlama3) {
     const double old_len = scaling.original_max_position_embeddings;
     const double low_wavelen = old_len / scaling.low_freq_factor;
@@ -32,9 +57,23 @@ std::vector<double> RopeInverseFrequencies(int head_dim, double theta,
   return inv;
 }
 
+double RopeAttentionScaling(const RopeScaling& scaling) {
+  if (scaling.type != RopeScaling::Type::kYarn) return 1.0;
+  if (scaling.attention_factor > 0) return scaling.attention_factor;
+  auto mscale = [](double scale, double m) {
+    return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+  };
+  if (scaling.mscale > 0 && scaling.mscale_all_dim > 0) {
+    return mscale(scaling.factor, scaling.mscale) / mscale(scaling.factor, scaling.mscale_all_dim);
+  }
+  return mscale(scaling.factor, 1.0);
+}
+
 void RopeCosSin(const std::vector<double>& inv_freq, const int64_t* positions,
-                int64_t num_positions, float* cos_out, float* sin_out) {
+                int64_t num_positions, float* cos_out, float* sin_out,
+                double attention_scaling) {
   const int64_t half = static_cast<int64_t>(inv_freq.size());
+  const float scale = static_cast<float>(attention_scaling);
   for (int64_t t = 0; t < num_positions; ++t) {
     for (int64_t i = 0; i < half; ++i) {
       // Match the reference: the angle is formed in float32 (inv_freq is a
@@ -43,6 +82,10 @@ void RopeCosSin(const std::vector<double>& inv_freq, const int64_t* positions,
                           static_cast<float>(inv_freq[i]);
       cos_out[t * half + i] = static_cast<float>(std::cos(static_cast<double>(angle)));
       sin_out[t * half + i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+      if (scale != 1.0f) {
+        cos_out[t * half + i] *= scale;
+        sin_out[t * half + i] *= scale;
+      }
     }
   }
 }

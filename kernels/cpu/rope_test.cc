@@ -74,6 +74,52 @@ TEST(RopeTest, LinearScalingDividesFrequencies) {
   for (size_t i = 0; i < base.size(); ++i) EXPECT_DOUBLE_EQ(scaled[i], base[i] / 4);
 }
 
+
+// Reference values: transformers 5.25 ROPE_INIT_FUNCTIONS["yarn"] (float32)
+// for head_dim 16, theta 150000, factor 32, beta_fast 32, beta_slow 1,
+// original_max_position_embeddings 4096 (the gpt-oss parameters).
+TEST(RopeTest, YarnMatchesTransformers) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::kYarn;
+  s.factor = 32;
+  s.beta_fast = 32;
+  s.beta_slow = 1;
+  s.original_max_position_embeddings = 4096;
+  s.truncate = false;
+  const std::vector<double> want_no_truncate = {1, 0.225418001, 0.0508132726, 0.00679495931,
+                                                0.000456483918, 1.8188337e-05, 4.09997847e-06,
+                                                9.24208962e-07};
+  std::vector<double> got = RopeInverseFrequencies(16, 150000.0, s);
+  ASSERT_EQ(got.size(), want_no_truncate.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_NEAR(got[i], want_no_truncate[i], 2e-7 * want_no_truncate[i]) << i;
+  }
+  s.truncate = true;
+  const std::vector<double> want_truncate = {1, 0.225418001, 0.0508132726, 0.00775546534,
+                                             0.000914454344, 1.8188337e-05, 4.09997847e-06,
+                                             9.24208962e-07};
+  got = RopeInverseFrequencies(16, 150000.0, s);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_NEAR(got[i], want_truncate[i], 2e-7 * want_truncate[i]) << i;
+  }
+  EXPECT_NEAR(RopeAttentionScaling(s), 1.3465735902799727, 1e-12);
+  s.attention_factor = 0.5;
+  EXPECT_DOUBLE_EQ(RopeAttentionScaling(s), 0.5);
+  EXPECT_DOUBLE_EQ(RopeAttentionScaling(RopeScaling()), 1.0);
+}
+
+TEST(RopeTest, AttentionScalingMultipliesCosAndSin) {
+  const std::vector<double> inv = {0.5, 0.01};
+  const std::vector<int64_t> pos = {3};
+  float c1[2], s1[2], c2[2], s2[2];
+  RopeCosSin(inv, pos.data(), 1, c1, s1);
+  RopeCosSin(inv, pos.data(), 1, c2, s2, 1.25);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_FLOAT_EQ(c2[i], c1[i] * 1.25f);
+    EXPECT_FLOAT_EQ(s2[i], s1[i] * 1.25f);
+  }
+}
+
 }  // namespace
 }  // namespace kernels
 }  // namespace colo

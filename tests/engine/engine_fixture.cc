@@ -155,6 +155,21 @@ absl::StatusOr<colo::v1::ResumeTagsResponse> TestEngine::Resume(
       [this](auto* c, const auto& r, auto* o) { return stub_->ResumeTags(c, r, o); }, request);
 }
 
+absl::StatusOr<colo::v1::GetWeightChecksumsResponse> TestEngine::Checksums() {
+  return Unary<colo::v1::GetWeightChecksumsRequest, colo::v1::GetWeightChecksumsResponse>(
+      [this](auto* c, const auto& r, auto* o) { return stub_->GetWeightChecksums(c, r, o); }, {});
+}
+
+absl::StatusOr<colo::v1::UpdateWeightsResponse> TestEngine::UpdateFromDisk(
+    const std::string& model_dir, const std::string& version) {
+  colo::v1::UpdateWeightsFromDiskRequest request;
+  request.set_model_path(model_dir);
+  request.set_weight_version(version);
+  return Unary<colo::v1::UpdateWeightsFromDiskRequest, colo::v1::UpdateWeightsResponse>(
+      [this](auto* c, const auto& r, auto* o) { return stub_->UpdateWeightsFromDisk(c, r, o); },
+      request);
+}
+
 GenerateStream::GenerateStream(colo::v1::RolloutEngine::Stub& stub,
                                const colo::v1::GenerateRequest& request, absl::Duration timeout) {
   context_.set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout));

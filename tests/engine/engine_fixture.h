@@ -59,6 +59,9 @@ class TestEngine {
   absl::StatusOr<colo::v1::ContinueGenerationResponse> Continue(bool empty_cache = true);
   absl::StatusOr<colo::v1::ReleaseTagsResponse> Release(const std::vector<std::string>& tags);
   absl::StatusOr<colo::v1::ResumeTagsResponse> Resume(const std::vector<std::string>& tags);
+  absl::StatusOr<colo::v1::GetWeightChecksumsResponse> Checksums();
+  absl::StatusOr<colo::v1::UpdateWeightsResponse> UpdateFromDisk(const std::string& model_dir,
+                                                                 const std::string& version);
 
  private:
   std::unique_ptr<ServerProcess> process_;
