@@ -41,6 +41,18 @@ int32_t ChooseDecodeSplits(int64_t blocks, int64_t max_keys, int num_sms) {
   return static_cast<int32_t>(std::max<int64_t>(1, splits));
 }
 
+size_t MaxDecodeWorkspaceFloats(int32_t max_items, int num_heads, int num_kv_heads,
+                                int head_dim, int num_sms) {
+  const RowLayout l = MakeRowLayout(num_heads, num_kv_heads);
+  size_t most = 0;
+  for (int32_t items = 1; items <= max_items; ++items) {
+    const int64_t blocks = int64_t{items} * num_kv_heads * l.head_groups;
+    const int32_t splits = ChooseDecodeSplits(blocks, int64_t{1} << 30, num_sms);
+    most = std::max(most, DecodeWorkspaceFloats(items, splits, num_heads, head_dim));
+  }
+  return most;
+}
+
 std::vector<int32_t> DecodeGraphBuckets(int32_t max_requests) {
   std::vector<int32_t> b;
   if (max_requests <= 0) return b;

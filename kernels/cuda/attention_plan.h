@@ -163,6 +163,51 @@ COLO_HD inline float MergeWeight(const MergeScale& s, float m) {
   return s.denominator > 0.0f ? ScaledExp(m, s.top) / s.denominator : 0.0f;
 }
 
+// A step's tokens and their requests' page tables (device pointers in the
+// kernels; host pointers in the CPU tests). Token t belongs to request
+// token_req[t] and sits at positions[t]; request r's pages are
+// pages[req_page_begin[r] .. req_page_begin[r + 1]).
+struct PagedBatch {
+  int32_t num_tokens = 0;
+  const int32_t* positions = nullptr;
+  const int32_t* token_req = nullptr;
+  const int32_t* req_page_begin = nullptr;
+  const int32_t* pages = nullptr;
+  int32_t page_size = 1;
+  // Sliding-window layers: full slot -> SWA slot; nullptr for full layers.
+  const int32_t* full_to_swa = nullptr;
+};
+
+// The layer slot of position `position` of request `req` (negative:
+// unmapped).
+COLO_HD inline int32_t RequestSlot(const PagedBatch& b, int32_t req, int32_t position) {
+  return LayerSlot(SlotOfPosition(b.pages + b.req_page_begin[req], b.page_size, position),
+                   b.full_to_swa);
+}
+
+// The layer slot batch token t writes its own K/V to.
+COLO_HD inline int32_t TokenSlot(const PagedBatch& b, int32_t t) {
+  return RequestSlot(b, b.token_req[t], b.positions[t]);
+}
+
+// Shared memory of one attention block for head_dim d: Q of kAttnRows rows,
+// a K tile padded to d + 1 floats per key (conflict-free column reads for
+// even d), a V tile, and the tile's slots.
+COLO_HD inline size_t AttentionSmemBytes(int d) {
+  return (static_cast<size_t>(kAttnRows) * d + static_cast<size_t>(kAttnKeyTile) * (d + 1) +
+          static_cast<size_t>(kAttnKeyTile) * d) *
+             sizeof(float) +
+         kAttnKeyTile * sizeof(int32_t);
+}
+
+// Floats of the split-K decode workspace: m and l of every (item, head,
+// split) and their unnormalised outputs; 0 without splits.
+COLO_HD inline size_t DecodeWorkspaceFloats(int32_t items, int32_t splits, int num_heads,
+                                            int head_dim) {
+  if (splits <= 1) return 0;
+  return static_cast<size_t>(items) * num_heads * splits * (2 + static_cast<size_t>(head_dim));
+}
+
 // Number of whole pages holding `positions` positions.
 COLO_HD inline int32_t PageCount(int32_t positions, int32_t page_size) {
   return (positions + page_size - 1) / page_size;
@@ -196,6 +241,12 @@ std::vector<int32_t> DecodeRequests(const std::vector<int32_t>& new_tokens);
 // at least 2 key tiles per split, at most kMaxDecodeSplits; 1 when the
 // blocks fill the GPU already.
 int32_t ChooseDecodeSplits(int64_t blocks, int64_t max_keys, int num_sms);
+
+// The largest DecodeWorkspaceFloats any batch of 1..max_items decode
+// requests needs when splits are chosen by ChooseDecodeSplits (for any key
+// count).
+size_t MaxDecodeWorkspaceFloats(int32_t max_items, int num_heads, int num_kv_heads,
+                                int head_dim, int num_sms);
 
 // Batch sizes decode graphs are captured for, up to max_requests: 1, 2, 4,
 // 8, then steps of 8 to 64, then steps of 16 to 128, then steps of 32; the

@@ -280,6 +280,46 @@ TEST(AttentionPlanTest, GraphBuckets) {
   EXPECT_TRUE(DecodeGraphBuckets(0).empty());
 }
 
+TEST(AttentionPlanTest, PagedBatchSlots) {
+  // Two requests: r0 pages {3, 1}, r1 pages {5}; page size 4.
+  const std::vector<int32_t> positions = {0, 5, 2};
+  const std::vector<int32_t> token_req = {0, 0, 1};
+  const std::vector<int32_t> begin = {0, 2, 3};
+  const std::vector<int32_t> pages = {3, 1, 5};
+  PagedBatch b;
+  b.num_tokens = 3;
+  b.positions = positions.data();
+  b.token_req = token_req.data();
+  b.req_page_begin = begin.data();
+  b.pages = pages.data();
+  b.page_size = 4;
+  EXPECT_EQ(TokenSlot(b, 0), 12);
+  EXPECT_EQ(TokenSlot(b, 1), 5);
+  EXPECT_EQ(TokenSlot(b, 2), 22);
+  EXPECT_EQ(RequestSlot(b, 0, 3), 15);
+  std::vector<int32_t> map(32, -1);
+  map[12] = 4;
+  b.full_to_swa = map.data();
+  EXPECT_EQ(TokenSlot(b, 0), 4);
+  EXPECT_EQ(TokenSlot(b, 1), -1);  // unmapped: the kernels skip it
+}
+
+TEST(AttentionPlanTest, SmemAndWorkspaceSizes) {
+  EXPECT_EQ(AttentionSmemBytes(64), (16 * 64 + 32 * 65 + 32 * 64) * 4 + 32 * 4);
+  EXPECT_LE(AttentionSmemBytes(128), 48u * 1024);  // no opt-in needed up to 128
+  EXPECT_GT(AttentionSmemBytes(256), 48u * 1024);
+  EXPECT_LE(AttentionSmemBytes(kAttnMaxHeadDim), 227u * 1024);  // Hopper's limit
+  EXPECT_EQ(DecodeWorkspaceFloats(4, 1, 8, 64), 0u);
+  EXPECT_EQ(DecodeWorkspaceFloats(4, 3, 8, 64), 4u * 8 * 3 * 66);
+  // The maximum covers every batch size's choice.
+  const size_t most = MaxDecodeWorkspaceFloats(64, 32, 8, 128, 132);
+  for (int32_t items = 1; items <= 64; ++items) {
+    const int32_t s = ChooseDecodeSplits(int64_t{items} * 8, 1 << 20, 132);
+    EXPECT_LE(DecodeWorkspaceFloats(items, s, 32, 128), most) << items;
+  }
+  EXPECT_GT(most, 0u);
+}
+
 TEST(AttentionPlanTest, PageCount) {
   EXPECT_EQ(PageCount(0, 16), 0);
   EXPECT_EQ(PageCount(1, 16), 1);
