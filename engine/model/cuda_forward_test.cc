@@ -109,6 +109,20 @@ class DeviceKv {
   KvCacheView view_;
 };
 
+CudaTransformerModel::Options ModelOptions(TaggedPool* pool, DType dtype, DType kv,
+                                           int64_t max_tokens, int64_t max_requests,
+                                           int64_t max_context, int32_t page_size = 1) {
+  CudaTransformerModel::Options co;
+  co.device_pool = pool;
+  co.dtype = dtype;
+  co.kv_dtype = kv;
+  co.max_tokens = max_tokens;
+  co.max_requests = max_requests;
+  co.max_context = max_context;
+  co.page_size = page_size;
+  return co;
+}
+
 std::unique_ptr<TransformerModel> LoadCpu(ModelTestEnv& env, const TinyModelOptions& o,
                                           const std::string& name) {
   const std::string d = TestDir(name);
@@ -168,14 +182,8 @@ void CheckParity(const TinyModelOptions& o, const std::string& name, const Parit
   ModelTestEnv env;
   auto cpu = LoadCpu(env, o, name);
   ASSERT_OK_AND_ASSIGN(kc::CudaStream stream, kc::CudaStream::Create());
-  CudaTransformerModel::Options co;
-  co.device_pool = gpu.pool.get();
-  co.dtype = pc.dtype;
-  co.kv_dtype = pc.kv;
-  co.max_tokens = 64;
-  co.max_requests = 4;
-  co.max_context = 64;
-  co.page_size = pc.page_size;
+  const CudaTransformerModel::Options co =
+      ModelOptions(gpu.pool.get(), pc.dtype, pc.kv, 64, 4, 64, pc.page_size);
   ASSERT_OK_AND_ASSIGN(auto dev, CudaTransformerModel::Create(cpu->weights(), co, stream.get()));
   ASSERT_OK_AND_ASSIGN(auto kv, SimpleKvCache::Create(cpu->config(), 256, env.pool.get()));
   ASSERT_OK_AND_ASSIGN(auto dkv, DeviceKv::Mirror(kv->view(), gpu.pool.get(), pc.kv,
@@ -292,11 +300,8 @@ TEST(CudaForwardTest, DeviceSamplingMatchesCpuWithHostFallback) {
   o.vocab = 4096;
   auto cpu = LoadCpu(env, o, "cuda_fwd_sampling");
   ASSERT_OK_AND_ASSIGN(kc::CudaStream stream, kc::CudaStream::Create());
-  CudaTransformerModel::Options co;
-  co.device_pool = gpu.pool.get();
-  co.max_tokens = 64;
-  co.max_requests = 8;
-  co.max_context = 64;
+  const CudaTransformerModel::Options co =
+      ModelOptions(gpu.pool.get(), DType::kFloat32, DType::kFloat32, 64, 8, 64);
   ASSERT_OK_AND_ASSIGN(auto dev, CudaTransformerModel::Create(cpu->weights(), co, stream.get()));
   ASSERT_OK_AND_ASSIGN(auto kv, SimpleKvCache::Create(cpu->config(), 512, env.pool.get()));
   ASSERT_OK_AND_ASSIGN(auto dkv, DeviceKv::Mirror(kv->view(), gpu.pool.get(), DType::kFloat32, 1));
@@ -339,13 +344,8 @@ TEST(CudaForwardTest, WeightsRoundTripAndPartialUploads) {
   ModelTestEnv env;
   auto cpu = LoadCpu(env, Llama(), "cuda_fwd_weights");
   ASSERT_OK_AND_ASSIGN(kc::CudaStream stream, kc::CudaStream::Create());
-  CudaTransformerModel::Options co;
-  co.device_pool = gpu.pool.get();
-  co.dtype = DType::kBFloat16;
-  co.kv_dtype = DType::kBFloat16;
-  co.max_tokens = 16;
-  co.max_requests = 2;
-  co.max_context = 32;
+  const CudaTransformerModel::Options co =
+      ModelOptions(gpu.pool.get(), DType::kBFloat16, DType::kBFloat16, 16, 2, 32);
   ASSERT_OK_AND_ASSIGN(auto dev, CudaTransformerModel::Create(cpu->weights(), co, stream.get()));
   // Download into a second host copy: every value is the bf16 rounding of
   // the original.
@@ -382,14 +382,8 @@ TEST(CudaForwardTest, CapturedDecodeStepMatchesEager) {
   o.sliding_window = 5;
   auto cpu = LoadCpu(env, o, "cuda_fwd_graph");
   ASSERT_OK_AND_ASSIGN(kc::CudaStream stream, kc::CudaStream::Create());
-  CudaTransformerModel::Options co;
-  co.device_pool = gpu.pool.get();
-  co.dtype = DType::kBFloat16;
-  co.kv_dtype = DType::kBFloat16;
-  co.max_tokens = 16;
-  co.max_requests = 4;
-  co.max_context = 64;
-  co.page_size = 8;
+  const CudaTransformerModel::Options co =
+      ModelOptions(gpu.pool.get(), DType::kBFloat16, DType::kBFloat16, 16, 4, 64, 8);
   ASSERT_OK_AND_ASSIGN(auto dev, CudaTransformerModel::Create(cpu->weights(), co, stream.get()));
   ASSERT_OK_AND_ASSIGN(auto kv, SimpleKvCache::Create(cpu->config(), 256, env.pool.get()));
   ASSERT_OK_AND_ASSIGN(auto eager_kv,
@@ -453,11 +447,8 @@ TEST(CudaForwardTest, RejectsBatchesBeyondTheLimits) {
   ModelTestEnv env;
   auto cpu = LoadCpu(env, TinyModelOptions(), "cuda_fwd_limits");
   ASSERT_OK_AND_ASSIGN(kc::CudaStream stream, kc::CudaStream::Create());
-  CudaTransformerModel::Options co;
-  co.device_pool = gpu.pool.get();
-  co.max_tokens = 4;
-  co.max_requests = 1;
-  co.max_context = 8;
+  const CudaTransformerModel::Options co =
+      ModelOptions(gpu.pool.get(), DType::kFloat32, DType::kFloat32, 4, 1, 8);
   ASSERT_OK_AND_ASSIGN(auto dev, CudaTransformerModel::Create(cpu->weights(), co, stream.get()));
   ASSERT_OK_AND_ASSIGN(auto kv, SimpleKvCache::Create(cpu->config(), 64, env.pool.get()));
   ASSERT_OK_AND_ASSIGN(auto dkv, DeviceKv::Mirror(kv->view(), gpu.pool.get(), DType::kFloat32, 1));

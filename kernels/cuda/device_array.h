@@ -106,33 +106,14 @@ class DeviceArray {
     if (host.size() != size_) {
       return absl::InvalidArgumentError("DeviceArray: host size mismatch");
     }
-    absl::StatusOr<PinnedBuffer> staging = PinnedBuffer::Create(size_ * sizeof(T));
-    if (!staging.ok()) return staging.status();
-    if (size_ > 0) std::memcpy(staging->data(), host.data(), size_ * sizeof(T));
-    if (absl::Status s = CudaStatus(cudaMemcpyAsync(data_, staging->data(), size_ * sizeof(T),
-                                                    cudaMemcpyHostToDevice, stream),
-                                    "DeviceArray: cudaMemcpyAsync H2D");
-        !s.ok()) {
-      return s;
-    }
-    return CudaStatus(cudaStreamSynchronize(stream), "DeviceArray: cudaStreamSynchronize");
+    return StreamCopyToDevice(data_, host.data(), size_ * sizeof(T), stream);
   }
   absl::StatusOr<std::vector<T>> ToHost(cudaStream_t stream) const {
-    absl::StatusOr<PinnedBuffer> staging = PinnedBuffer::Create(size_ * sizeof(T));
-    if (!staging.ok()) return staging.status();
-    if (absl::Status s = CudaStatus(cudaMemcpyAsync(staging->data(), data_, size_ * sizeof(T),
-                                                    cudaMemcpyDeviceToHost, stream),
-                                    "DeviceArray: cudaMemcpyAsync D2H");
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s =
-            CudaStatus(cudaStreamSynchronize(stream), "DeviceArray: cudaStreamSynchronize");
-        !s.ok()) {
-      return s;
-    }
     std::vector<T> host(size_);
-    if (size_ > 0) std::memcpy(host.data(), staging->data(), size_ * sizeof(T));
+    if (absl::Status s = StreamCopyToHost(host.data(), data_, size_ * sizeof(T), stream);
+        !s.ok()) {
+      return s;
+    }
     return host;
   }
 
