@@ -201,6 +201,11 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromChunks(
 
 absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDisk(
     const v1::UpdateWeightsFromDiskRequest& request, const EngineUpdateEnv& env) {
+  if (request.model_path().empty()) {
+    return absl::InvalidArgumentError(
+        "UpdateWeightsFromDisk: model_path is empty; give the checkpoint directory "
+        "(*.safetensors, with model.safetensors.index.json when sharded)");
+  }
   const absl::Time t0 = absl::Now();
   absl::StatusOr<std::unique_ptr<engine::SafetensorsCheckpoint>> ckpt =
       engine::SafetensorsCheckpoint::Open(request.model_path());

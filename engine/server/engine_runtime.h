@@ -78,12 +78,15 @@ class EngineRuntime {
   // The compute and KV cache dtypes in use (--dtype, --kv_cache_dtype).
   const EngineDTypes& dtypes() const { return dtypes_; }
   int32_t eos_token_id() const { return eos_token_id_; }
+  // Random, chosen when the runtime is created: a controller that sees it
+  // change knows the engine restarted (GetServerInfo.instance_id).
+  const std::string& instance_id() const { return instance_id_; }
 
   // Tagged pool, caching allocator and device numbers, now.
   absl::StatusOr<MemoryInfo> CollectMemory() const;
 
  private:
-  explicit EngineRuntime(const EngineOptions& options) : options_(options) {}
+  explicit EngineRuntime(const EngineOptions& options);
   absl::Status Init();
   // Sets backend_ from --device (see the file comment).
   absl::Status InitBackend();
@@ -112,6 +115,7 @@ class EngineRuntime {
   EngineDTypes dtypes_;
   // CUDA: device bytes the model took when it was built.
   uint64_t model_device_bytes_ = 0;
+  const std::string instance_id_;
 };
 
 // Reads eos_token_id from config.json (an int, or the first of a list);
