@@ -11,6 +11,7 @@
 #include "engine/memory/tagged_pool.h"
 #include "gtest/gtest.h"
 #include "kvcache/kv_cache_manager.h"
+#include "tests/util/gpu_required.h"
 #include "tests/util/status_matchers.h"
 
 namespace colo::kvcache {
@@ -18,7 +19,7 @@ namespace {
 
 TEST(KvCacheCudaTest, TablesLiveOnDeviceAndReleaseFreesBothPools) {
   auto cuda = engine::CudaBackend::Create(engine::CudaBackend::Options());
-  if (!cuda.ok()) GTEST_SKIP() << "no CUDA device: " << cuda.status().message();
+  COLO_SKIP_OR_FAIL_WITHOUT_GPU(cuda.status());
   engine::TaggedPool::Options po;
   po.backend = cuda->get();
   ASSERT_OK_AND_ASSIGN(auto pool, engine::TaggedPool::Create(po));

@@ -4,7 +4,8 @@
 // Units and shapes
 // - A *slot* holds one token's K and V for one layer. Slots are int32 indices.
 // - Per layer, K and V are each a dense array [num_slots][num_kv_heads][head_dim]
-//   of `dtype` (kFloat32 on the CPU path; fp16/bf16 reserved for later). The
+//   of `dtype` (kFloat32 on the CPU path; the CUDA path also uses kFloat16,
+//   kBFloat16 and kFp8E4M3). The
 //   byte offset of (slot, head, dim) is
 //     ((slot * num_kv_heads + head) * head_dim + dim) * KvDtypeBytes(dtype).
 // - A token's KV lives at its slot index. Page p covers slots
@@ -43,14 +44,16 @@
 namespace colo::kvcache {
 
 // Element type of the K and V arrays.
+// The numbering matches kernels::cuda::DType.
 enum class KvDtype : int {
   kFloat32 = 0,
-  kFloat16 = 1,   // Reserved: not produced yet.
-  kBFloat16 = 2,  // Reserved: not produced yet.
+  kFloat16 = 1,   // CUDA path only.
+  kBFloat16 = 2,  // CUDA path only.
+  kFp8E4M3 = 3,   // CUDA path only (scale 1, saturating).
 };
 
 inline constexpr size_t KvDtypeBytes(KvDtype dtype) {
-  return dtype == KvDtype::kFloat32 ? 4 : 2;
+  return dtype == KvDtype::kFloat32 ? 4 : dtype == KvDtype::kFp8E4M3 ? 1 : 2;
 }
 
 // The index of the never-allocated padding page in every pool.

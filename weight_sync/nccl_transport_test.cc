@@ -12,6 +12,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/util/gpu_required.h"
 #include "tests/util/status_matchers.h"
 #include "weight_sync/tcp_store.h"
 #include "weight_sync/transport.h"
@@ -52,8 +53,8 @@ TEST(NcclTransportTest, FactoryBuildsNcclOrRefusesWithoutDevice) {
   if (!why.empty()) {
     EXPECT_THAT(t.status(), StatusIs(absl::StatusCode::kFailedPrecondition,
                                      HasSubstr("no usable CUDA device")));
-    GTEST_SKIP() << "no usable CUDA device (" << why
-                 << "): checked the clean refusal only; the NCCL collectives need a GPU";
+    // Checked the clean refusal only; the NCCL collectives need a GPU.
+    COLO_SKIP_OR_FAIL_WITHOUT_GPU(absl::UnavailableError(why));
   }
   ASSERT_OK(t.status());
   EXPECT_EQ((*t)->backend(), "nccl");
@@ -64,7 +65,7 @@ TEST(NcclTransportTest, FactoryBuildsNcclOrRefusesWithoutDevice) {
 // the right values, and Close is idempotent.
 TEST(NcclTransportTest, SingleRankCollectives) {
   if (const std::string why = NoDeviceReason(); !why.empty()) {
-    GTEST_SKIP() << "no usable CUDA device: " << why;
+    COLO_SKIP_OR_FAIL_WITHOUT_GPU(absl::UnavailableError(why));
   }
   ASSERT_OK_AND_ASSIGN(auto t, NcclTransport::Create(Options(0, 1)));
   EXPECT_EQ(t->rank(), 0);
@@ -93,7 +94,7 @@ TEST(NcclTransportTest, SingleRankCollectives) {
 // communicator on the same GPU). The update protocol runs end to end.
 TEST(NcclTransportTest, TwoRanksBroadcastAndVote) {
   if (const std::string why = NoDeviceReason(); !why.empty()) {
-    GTEST_SKIP() << "no usable CUDA device: " << why;
+    COLO_SKIP_OR_FAIL_WITHOUT_GPU(absl::UnavailableError(why));
   }
   int count = 0;
   cudaGetDeviceCount(&count);

@@ -27,6 +27,7 @@ struct CudaBackend::Driver {
   decltype(&::cuDevicePrimaryCtxRetain) PrimaryCtxRetain = nullptr;
   decltype(&::cuDevicePrimaryCtxRelease) PrimaryCtxRelease = nullptr;
   decltype(&::cuCtxSetCurrent) CtxSetCurrent = nullptr;
+  decltype(&::cuCtxGetCurrent) CtxGetCurrent = nullptr;
   decltype(&::cuCtxSynchronize) CtxSynchronize = nullptr;
   decltype(&::cuMemGetAllocationGranularity) MemGetAllocationGranularity =
       nullptr;
@@ -101,6 +102,7 @@ absl::Status LoadAll(CudaBackend::Driver& d) {
   COLO_LOAD(PrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
   COLO_LOAD(PrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
   COLO_LOAD(CtxSetCurrent, "cuCtxSetCurrent");
+  COLO_LOAD(CtxGetCurrent, "cuCtxGetCurrent");
   COLO_LOAD(CtxSynchronize, "cuCtxSynchronize");
   COLO_LOAD(MemGetAllocationGranularity, "cuMemGetAllocationGranularity");
   COLO_LOAD(MemAddressReserve, "cuMemAddressReserve");
@@ -181,7 +183,19 @@ CudaBackend::CudaBackend(std::unique_ptr<Driver> driver, int device)
     : driver_(std::move(driver)) {}
 
 CudaBackend::~CudaBackend() {
-  driver_->PrimaryCtxRelease(driver_->cu_device);
+  const Driver& d = *driver_;
+  // Dropping our reference may destroy the primary context (when nothing
+  // else, e.g. the CUDA runtime, holds one). It must not be destroyed while
+  // current on this thread with work in flight: finish that work, and leave
+  // no dangling current context behind. (Other threads that made it current
+  // through this backend must be done with it: the backend outlives its
+  // users.)
+  CUcontext current = nullptr;
+  if (d.CtxGetCurrent(&current) == CUDA_SUCCESS && current == d.context) {
+    d.CtxSynchronize();
+    d.CtxSetCurrent(nullptr);
+  }
+  d.PrimaryCtxRelease(d.cu_device);
   // The library stays loaded: the driver does not support being unloaded
   // while other code in the process may still use it.
 }

@@ -10,8 +10,13 @@
 // the error name and the numbers involved.
 //
 // Host buffers are pinned (cuMemHostAlloc) so backup copies run at PCIe speed.
+// CopyToDevice/CopyToHost are synchronous driver copies on the legacy default
+// stream: work on a non-blocking stream that reads what CopyToDevice wrote
+// must wait for the legacy stream (an event) or a Synchronize() first
+// (CudaModelRunner does; TaggedPool's restore synchronizes).
 // Thread-safe: each call makes the primary context current on the calling
-// thread first.
+// thread first. The destructor synchronizes and unsets the context on its
+// thread before releasing it; every other user must be done by then.
 #ifndef COLO_ENGINE_DEVICE_CUDA_BACKEND_H_
 #define COLO_ENGINE_DEVICE_CUDA_BACKEND_H_
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/util/gpu_required.h"
 #include "tests/util/status_matchers.h"
 
 namespace colo {
@@ -17,6 +18,9 @@ constexpr size_t kMiB = size_t{1} << 20;
 TEST(CudaBackendTest, CreateSucceedsOrIsUnavailableWithReason) {
   absl::StatusOr<std::unique_ptr<CudaBackend>> b =
       CudaBackend::Create(CudaBackend::Options());
+  if (test_util::GpuRequired()) {
+    ASSERT_OK(b.status()) << "COLO_REQUIRE_GPU=1";
+  }
   if (b.ok()) {
     EXPECT_EQ((*b)->kind(), "cuda");
     EXPECT_GT((*b)->granularity(), 0u);
@@ -29,7 +33,7 @@ TEST(CudaBackendTest, CreateSucceedsOrIsUnavailableWithReason) {
 TEST(CudaBackendTest, ReleaseRaisesDriverFreeMemory) {
   absl::StatusOr<std::unique_ptr<CudaBackend>> b =
       CudaBackend::Create(CudaBackend::Options());
-  if (!b.ok()) GTEST_SKIP() << "no CUDA device: " << b.status();
+  COLO_SKIP_OR_FAIL_WITHOUT_GPU(b.status());
   CudaBackend& backend = **b;
   const size_t bytes = backend.RoundUp(512 * kMiB);
   ASSERT_OK_AND_ASSIGN(Reservation va, backend.Reserve(bytes));
@@ -55,12 +59,46 @@ TEST(CudaBackendTest, ReleaseRaisesDriverFreeMemory) {
 TEST(CudaBackendTest, OversizedCreateIsResourceExhausted) {
   absl::StatusOr<std::unique_ptr<CudaBackend>> b =
       CudaBackend::Create(CudaBackend::Options());
-  if (!b.ok()) GTEST_SKIP() << "no CUDA device: " << b.status();
+  COLO_SKIP_OR_FAIL_WITHOUT_GPU(b.status());
   ASSERT_OK_AND_ASSIGN(DeviceMemoryInfo info, (*b)->MemoryInfo());
   const size_t bytes = (*b)->RoundUp(info.total_bytes * 2);
   EXPECT_THAT((*b)->CreatePhysical(bytes),
               StatusIs(absl::StatusCode::kResourceExhausted,
                        testing::HasSubstr("cuMemCreate")));
+}
+
+// Destroying a backend releases its primary-context reference without
+// leaving a destroyed context current: a new backend on the same thread
+// works.
+TEST(CudaBackendTest, DestroyThenCreateAgainOnTheSameThread) {
+  absl::StatusOr<std::unique_ptr<CudaBackend>> b =
+      CudaBackend::Create(CudaBackend::Options());
+  COLO_SKIP_OR_FAIL_WITHOUT_GPU(b.status());
+  {
+    ASSERT_OK_AND_ASSIGN(Reservation va, (*b)->Reserve((*b)->granularity()));
+    ASSERT_OK_AND_ASSIGN(PhysicalAllocation chunk, (*b)->CreateChunk((*b)->granularity()));
+    ASSERT_OK_AND_ASSIGN(Mapping m, (*b)->Map(va.base(), chunk));
+  }
+  b->reset();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<CudaBackend> again,
+                       CudaBackend::Create(CudaBackend::Options()));
+  ASSERT_OK_AND_ASSIGN(DeviceMemoryInfo info, again->MemoryInfo());
+  EXPECT_GT(info.total_bytes, 0u);
+  ASSERT_OK_AND_ASSIGN(PhysicalAllocation chunk, again->CreateChunk(again->granularity()));
+  EXPECT_TRUE(chunk.valid());
+}
+
+TEST(CudaBackendTest, OrdinalOutOfRangeIsRefused) {
+  CudaBackend::Options o;
+  o.device = 4096;
+  absl::StatusOr<std::unique_ptr<CudaBackend>> b = CudaBackend::Create(o);
+  EXPECT_FALSE(b.ok());
+  // Without a driver: UNAVAILABLE; with one: INVALID_ARGUMENT naming the ordinal.
+  if (b.status().code() == absl::StatusCode::kInvalidArgument) {
+    EXPECT_THAT(b.status().message(), testing::HasSubstr("4096"));
+  } else {
+    EXPECT_THAT(b.status(), StatusIs(absl::StatusCode::kUnavailable));
+  }
 }
 
 }  // namespace

@@ -23,11 +23,27 @@ void FaultInjectingBackend::FailUnmapAfter(int64_t successes) {
   unmap_successes_left_ = successes;
 }
 
+void FaultInjectingBackend::FailSynchronize() {
+  absl::MutexLock lock(&mu_);
+  fail_synchronize_ = true;
+}
+
 void FaultInjectingBackend::ClearFaults() {
   absl::MutexLock lock(&mu_);
   physical_successes_left_ = -1;
   map_successes_left_ = -1;
   unmap_successes_left_ = -1;
+  fail_synchronize_ = false;
+}
+
+int64_t FaultInjectingBackend::synchronizes() const {
+  absl::MutexLock lock(&mu_);
+  return synchronizes_;
+}
+
+int64_t FaultInjectingBackend::unsynchronized_unmaps() const {
+  absl::MutexLock lock(&mu_);
+  return unsynchronized_unmaps_;
 }
 
 int64_t FaultInjectingBackend::physical_allocations() const {
@@ -89,6 +105,7 @@ absl::Status FaultInjectingBackend::MapPhysical(void* address, size_t bytes,
   if (s.ok()) {
     absl::MutexLock lock(&mu_);
     if (map_successes_left_ > 0) --map_successes_left_;
+    synced_since_map_ = false;
   }
   return s;
 }
@@ -106,6 +123,7 @@ absl::Status FaultInjectingBackend::UnmapRange(void* address, size_t bytes) {
   if (s.ok()) {
     absl::MutexLock lock(&mu_);
     if (unmap_successes_left_ > 0) --unmap_successes_left_;
+    if (!synced_since_map_) ++unsynchronized_unmaps_;
   }
   return s;
 }
@@ -115,7 +133,20 @@ absl::StatusOr<DeviceMemoryInfo> FaultInjectingBackend::MemoryInfo() {
 }
 
 absl::Status FaultInjectingBackend::Synchronize() {
-  return base_->Synchronize();
+  {
+    absl::MutexLock lock(&mu_);
+    if (fail_synchronize_) {
+      ++injected_failures_;
+      return absl::InternalError("injected fault: Synchronize failed (dead context)");
+    }
+  }
+  absl::Status s = base_->Synchronize();
+  if (s.ok()) {
+    absl::MutexLock lock(&mu_);
+    ++synchronizes_;
+    synced_since_map_ = true;
+  }
+  return s;
 }
 
 absl::Status FaultInjectingBackend::CopyToHost(void* host_dst,

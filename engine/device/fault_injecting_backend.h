@@ -31,11 +31,19 @@ class FaultInjectingBackend : public DeviceBackend {
   void FailMapAfter(int64_t successes) ABSL_LOCKS_EXCLUDED(mu_);
   // Same for UnmapRange (fails with INTERNAL and leaves the range mapped).
   void FailUnmapAfter(int64_t successes) ABSL_LOCKS_EXCLUDED(mu_);
+  // Every Synchronize fails with INTERNAL (a dead context) until ClearFaults().
+  void FailSynchronize() ABSL_LOCKS_EXCLUDED(mu_);
   void ClearFaults() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Counters since construction.
   int64_t physical_allocations() const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t injected_failures() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Successful Synchronize calls.
+  int64_t synchronizes() const ABSL_LOCKS_EXCLUDED(mu_);
+  // UnmapRange calls made with no successful Synchronize since the last
+  // MapPhysical: on a GPU those could unmap memory that device work queued
+  // after the mapping still uses.
+  int64_t unsynchronized_unmaps() const ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::string_view kind() const override { return base_->kind(); }
   int device() const override { return base_->device(); }
@@ -71,8 +79,12 @@ class FaultInjectingBackend : public DeviceBackend {
   int64_t physical_successes_left_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t map_successes_left_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t unmap_successes_left_ ABSL_GUARDED_BY(mu_) = -1;
+  bool fail_synchronize_ ABSL_GUARDED_BY(mu_) = false;
   int64_t physical_allocations_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t injected_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t synchronizes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool synced_since_map_ ABSL_GUARDED_BY(mu_) = true;
+  int64_t unsynchronized_unmaps_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace engine

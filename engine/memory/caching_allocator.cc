@@ -81,6 +81,14 @@ CachingAllocator::~CachingAllocator() {
   small_free_.clear();
   large_free_.clear();
   live_.clear();
+  if (!segments_.empty()) {
+    // cuMemUnmap/cuMemRelease do not wait for device work: nothing queued
+    // may still touch a segment when it goes.
+    if (absl::Status s = backend_->Synchronize(); !s.ok()) {
+      COLO_LOG(ERROR) << "CachingAllocator: synchronizing before returning " << segments_.size()
+                      << " segment(s) failed (returning them anyway): " << s;
+    }
+  }
   segments_.clear();
 }
 
@@ -227,6 +235,23 @@ uint64_t CachingAllocator::EmptyCache() {
 
 uint64_t CachingAllocator::EmptyCacheLocked() {
   uint64_t returned = 0;
+  bool any_free = false;
+  for (const std::unique_ptr<Segment>& seg : segments_) {
+    any_free |= !seg->head->allocated && seg->head->next == nullptr;
+  }
+  if (!any_free) return 0;
+  // cuMemUnmap/cuMemRelease do not wait for device work: a kernel still
+  // writing a freed block (e.g. an NCCL broadcast into weight-update staging
+  // that timed out and was aborted) would fault on the unmapped range. Wait
+  // for the device first (as PyTorch's expandable segments and
+  // torch_memory_saver do); if that fails, keep the segments (a leak, not a
+  // fault) and report nothing returned.
+  if (absl::Status s = backend_->Synchronize(); !s.ok()) {
+    COLO_LOG(ERROR) << "EmptyCache: synchronizing the device failed; keeping every cached "
+                       "segment mapped: "
+                    << s;
+    return 0;
+  }
   auto keep = segments_.begin();
   for (auto it = segments_.begin(); it != segments_.end(); ++it) {
     Segment& seg = **it;

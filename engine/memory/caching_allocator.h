@@ -15,7 +15,8 @@
 // cache once and retries.
 //
 // Thread-safe (one mutex). The backend must outlive the allocator; destroying
-// the allocator returns all segments (live blocks become dangling).
+// the allocator synchronizes the device and returns all segments (live
+// blocks become dangling).
 #ifndef COLO_ENGINE_MEMORY_CACHING_ALLOCATOR_H_
 #define COLO_ENGINE_MEMORY_CACHING_ALLOCATOR_H_
 
@@ -76,7 +77,10 @@ class CachingAllocator {
   absl::Status Free(void* ptr) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Returns every fully free segment to the backend; returns the bytes given
-  // back. Errors from the backend are logged; the segment is then dropped.
+  // back. The device is synchronized first (unmapping does not wait for
+  // device work that may still use a freed block); when that fails nothing
+  // is returned (0). Errors from the backend's unmap/release are logged; the
+  // segment is then dropped.
   uint64_t EmptyCache() ABSL_LOCKS_EXCLUDED(mu_);
 
   // The backend the segments come from (e.g. for DeviceBackend::ExchangePages

@@ -128,6 +128,42 @@ TEST_F(CachingAllocatorTest, EmptyCacheReturnsOnlyFullyFreeSegments) {
   EXPECT_EQ(alloc_->Stats().peak_reserved_bytes, 0u);
 }
 
+// cuMemUnmap does not wait for device work: EmptyCache (and the
+// destructor) synchronize the device before returning any segment, and keep
+// every segment when the synchronization fails (a leak, not a fault).
+TEST_F(CachingAllocatorTest, EmptyCacheSynchronizesBeforeUnmapping) {
+  FaultInjectingBackend faulty(cpu_.get());
+  auto alloc = Make(&faulty);
+  ASSERT_OK_AND_ASSIGN(void* a, alloc->Allocate(3 * kMiB));
+  ASSERT_OK_AND_ASSIGN(void* b, alloc->Allocate(64 * kKiB));
+  ASSERT_OK(alloc->Free(a));
+  ASSERT_OK(alloc->Free(b));
+  const uint64_t reserved = alloc->Stats().reserved_bytes;
+  ASSERT_GT(reserved, 0u);
+
+  faulty.FailSynchronize();
+  EXPECT_EQ(alloc->EmptyCache(), 0u);
+  EXPECT_EQ(alloc->Stats().reserved_bytes, reserved) << "segments returned without a sync";
+  EXPECT_EQ(faulty.unsynchronized_unmaps(), 0);
+
+  faulty.ClearFaults();
+  const int64_t syncs = faulty.synchronizes();
+  EXPECT_EQ(alloc->EmptyCache(), reserved);
+  EXPECT_GT(faulty.synchronizes(), syncs);
+  EXPECT_EQ(faulty.unsynchronized_unmaps(), 0);
+  EXPECT_EQ(alloc->Stats().reserved_bytes, 0u);
+  // Nothing to return: no synchronization either.
+  const int64_t after = faulty.synchronizes();
+  EXPECT_EQ(alloc->EmptyCache(), 0u);
+  EXPECT_EQ(faulty.synchronizes(), after);
+
+  // The destructor synchronizes before returning what is left.
+  ASSERT_OK(alloc->Allocate(5 * kMiB).status());
+  alloc.reset();
+  EXPECT_GT(faulty.synchronizes(), after);
+  EXPECT_EQ(faulty.unsynchronized_unmaps(), 0);
+}
+
 TEST_F(CachingAllocatorTest, OutOfMemoryEmptiesCacheAndRetries) {
   FaultInjectingBackend faulty(cpu_.get());
   auto alloc = Make(&faulty);

@@ -30,6 +30,7 @@
 #include "kernels/cuda/cuda_graph.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/cuda_stream.h"
+#include "kernels/cuda/device_array.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/gemm.h"
@@ -95,31 +96,32 @@ struct StepOutput {
 
 // The decode step, queued on `stream`.
 absl::Status DecodeStep(const float* w, const WeightLayout& L, const GraphBuffers& b,
-                        kc::CublasHandle& cublas, cudaStream_t stream) {
-  if (auto s = kc::EmbeddingLookup(w + L.embed, kVocab, kHidden, b.tokens_in, kBatch,
+                        kc::Gemm& gemm, cudaStream_t stream) {
+  constexpr kc::DType kF32 = kc::DType::kFloat32;
+  if (auto s = kc::EmbeddingLookup(w + L.embed, kF32, kVocab, kHidden, b.tokens_in, kBatch,
                                    b.hidden, stream);
       !s.ok()) {
     return s;
   }
-  if (auto s = kc::RmsNorm(b.hidden, kBatch, kHidden, w + L.norm1, kEps, b.normed, stream);
+  if (auto s = kc::RmsNorm(b.hidden, kBatch, kHidden, w + L.norm1, kEps, b.normed, kF32, stream);
       !s.ok()) {
     return s;
   }
-  if (auto s = cublas.Linear(b.normed, kBatch, kHidden, w + L.w1, kHidden, nullptr,
-                             b.mlp, stream);
+  if (auto s = gemm.Linear(b.normed, kBatch, kHidden, w + L.w1, kHidden, nullptr, b.mlp, kF32,
+                           kF32, stream);
       !s.ok()) {
     return s;
   }
-  if (auto s = kc::AddInPlace(b.hidden, b.mlp, kBatch * kHidden, stream); !s.ok()) {
+  if (auto s = kc::AddInPlace(b.hidden, b.mlp, kBatch * kHidden, kF32, stream); !s.ok()) {
     return s;
   }
-  if (auto s = kc::RmsNorm(b.hidden, kBatch, kHidden, w + L.final_norm, kEps, b.normed,
+  if (auto s = kc::RmsNorm(b.hidden, kBatch, kHidden, w + L.final_norm, kEps, b.normed, kF32,
                            stream);
       !s.ok()) {
     return s;
   }
-  if (auto s = cublas.Linear(b.normed, kBatch, kHidden, w + L.lm_head, kVocab, nullptr,
-                             b.logits, stream);
+  if (auto s = gemm.Linear(b.normed, kBatch, kHidden, w + L.lm_head, kVocab, nullptr, b.logits,
+                           kF32, kF32, stream);
       !s.ok()) {
     return s;
   }
@@ -128,10 +130,8 @@ absl::Status DecodeStep(const float* w, const WeightLayout& L, const GraphBuffer
 
 absl::Status WriteTokens(const GraphBuffers& b, const std::vector<int32_t>& tokens,
                          cudaStream_t stream) {
-  return kc::CudaStatus(cudaMemcpyAsync(b.tokens_in, tokens.data(),
-                                        tokens.size() * sizeof(int32_t),
-                                        cudaMemcpyHostToDevice, stream),
-                        "cudaMemcpyAsync tokens");
+  return kc::StreamCopyToDevice(b.tokens_in, tokens.data(), tokens.size() * sizeof(int32_t),
+                                stream);
 }
 
 absl::StatusOr<StepOutput> ReadOutput(const GraphBuffers& b, cudaStream_t stream) {
@@ -139,23 +139,18 @@ absl::StatusOr<StepOutput> ReadOutput(const GraphBuffers& b, cudaStream_t stream
   out.logits.resize(kBatch * kVocab);
   out.tokens.resize(kBatch);
   out.logprobs.resize(kBatch);
-  if (auto s = kc::CudaStatus(cudaStreamSynchronize(stream), "sync"); !s.ok()) return s;
-  if (auto s = kc::CudaStatus(cudaMemcpy(out.logits.data(), b.logits,
-                                         out.logits.size() * sizeof(float),
-                                         cudaMemcpyDeviceToHost),
-                              "copy logits");
+  if (auto s = kc::StreamCopyToHost(out.logits.data(), b.logits,
+                                    out.logits.size() * sizeof(float), stream);
       !s.ok()) {
     return s;
   }
-  if (auto s = kc::CudaStatus(cudaMemcpy(out.tokens.data(), b.tokens_out,
-                                         kBatch * sizeof(int32_t), cudaMemcpyDeviceToHost),
-                              "copy tokens");
+  if (auto s = kc::StreamCopyToHost(out.tokens.data(), b.tokens_out, kBatch * sizeof(int32_t),
+                                    stream);
       !s.ok()) {
     return s;
   }
-  if (auto s = kc::CudaStatus(cudaMemcpy(out.logprobs.data(), b.logprobs,
-                                         kBatch * sizeof(float), cudaMemcpyDeviceToHost),
-                              "copy logprobs");
+  if (auto s = kc::StreamCopyToHost(out.logprobs.data(), b.logprobs, kBatch * sizeof(float),
+                                    stream);
       !s.ok()) {
     return s;
   }
@@ -204,7 +199,7 @@ void ScribbleFreeMemory(size_t bytes) {
 
 TEST(DecodeGraphCudaTest, GraphOnTaggedBuffersReplaysIdenticallyAfterReleaseResume) {
   absl::StatusOr<std::unique_ptr<DeviceBackend>> backend = CreateDeviceBackend("cuda");
-  if (!backend.ok()) GTEST_SKIP() << "no CUDA device backend: " << backend.status();
+  COLO_SKIP_OR_FAIL_WITHOUT_GPU(backend.status());
   COLO_SKIP_WITHOUT_GPU();
   DeviceBackend& cuda = **backend;
 
@@ -221,7 +216,8 @@ TEST(DecodeGraphCudaTest, GraphOnTaggedBuffersReplaysIdenticallyAfterReleaseResu
   }
   ASSERT_OK_AND_ASSIGN(void* w_ptr, pool->Allocate(MemoryTag::kWeights,
                                                    L.total * sizeof(float), "tiny model"));
-  ASSERT_OK(cuda.CopyToDevice(w_ptr, weights.data(), L.total * sizeof(float)));
+  ASSERT_OK_AND_ASSIGN(kc::CudaStream stream, kc::CudaStream::Create());
+  ASSERT_OK(kc::StreamCopyToDevice(w_ptr, weights.data(), L.total * sizeof(float), stream.get()));
   ASSERT_OK_AND_ASSIGN(void* act_ptr, pool->Allocate(MemoryTag::kCudaGraph,
                                                      GraphBuffers::Bytes(), "decode io"));
   ASSERT_OK_AND_ASSIGN(void* ws_ptr, pool->Allocate(MemoryTag::kCudaGraph, kWorkspaceBytes,
@@ -229,19 +225,18 @@ TEST(DecodeGraphCudaTest, GraphOnTaggedBuffersReplaysIdenticallyAfterReleaseResu
   const float* w = static_cast<const float*>(w_ptr);
   const GraphBuffers b = GraphBuffers::Carve(act_ptr);
 
-  ASSERT_OK_AND_ASSIGN(kc::CudaStream stream, kc::CudaStream::Create());
-  ASSERT_OK_AND_ASSIGN(kc::CublasHandle cublas, kc::CublasHandle::Create());
-  ASSERT_OK(cublas.SetWorkspace(ws_ptr, kWorkspaceBytes));
+  ASSERT_OK_AND_ASSIGN(kc::Gemm gemm, kc::Gemm::Create());
+  ASSERT_OK(gemm.SetWorkspace(ws_ptr, kWorkspaceBytes));
 
   const std::vector<int32_t> tokens = {3, 511, 42, 0};
   // Eager warm-up (loads modules, picks cuBLAS kernels) and reference.
   ASSERT_OK(WriteTokens(b, tokens, stream.get()));
-  ASSERT_OK(DecodeStep(w, L, b, cublas, stream.get()));
+  ASSERT_OK(DecodeStep(w, L, b, gemm, stream.get()));
   ASSERT_OK_AND_ASSIGN(StepOutput eager, ReadOutput(b, stream.get()));
 
   ASSERT_OK_AND_ASSIGN(kc::CudaGraph graph,
                        kc::CudaGraph::Capture(stream.get(), [&] {
-                         return DecodeStep(w, L, b, cublas, stream.get());
+                         return DecodeStep(w, L, b, gemm, stream.get());
                        }));
   ASSERT_OK(WriteTokens(b, tokens, stream.get()));
   ASSERT_OK(graph.Replay(stream.get()));
@@ -294,7 +289,7 @@ TEST(DecodeGraphCudaTest, GraphOnTaggedBuffersReplaysIdenticallyAfterReleaseResu
     }
   }
   std::vector<float> restored(L.total);
-  ASSERT_OK(cuda.CopyToHost(restored.data(), w_ptr, L.total * sizeof(float)));
+  ASSERT_OK(kc::StreamCopyToHost(restored.data(), w_ptr, L.total * sizeof(float), stream.get()));
   EXPECT_EQ(restored, weights);
   // The cuda_graph tag has no backup: its content is undefined, so the inputs
   // are written again (as the engine does before every replay).

@@ -105,6 +105,13 @@ TaggedPool::TaggedPool(const Options& options) : options_(options) {
 
 TaggedPool::~TaggedPool() {
   absl::MutexLock lock(&mu_);
+  if (!allocations_.empty()) {
+    // Unmapping does not wait for device work still using the memory.
+    if (absl::Status s = options_.backend->Synchronize(); !s.ok()) {
+      COLO_LOG(ERROR) << "TaggedPool: synchronizing before freeing " << allocations_.size()
+                      << " allocation(s) failed (freeing them anyway): " << s;
+    }
+  }
   for (auto& [ptr, a] : allocations_) {
     UnmapAllocationLocked(*a).IgnoreError();  // errors are logged
   }
@@ -171,6 +178,17 @@ absl::Status TaggedPool::Free(void* ptr) {
         "TaggedPool::Free(%p): not an allocation of this pool", ptr));
   }
   Allocation& a = *it->second;
+  if (a.mapped()) {
+    // cuMemUnmap/cuMemRelease do not wait for device work: nothing queued
+    // may still touch the allocation when its memory goes. On failure the
+    // allocation stays (a leak rather than a fault).
+    if (absl::Status sync = options_.backend->Synchronize(); !sync.ok()) {
+      return absl::Status(sync.code(),
+                          absl::StrCat("TaggedPool::Free('", a.name, "'): synchronizing the "
+                                       "device before unmapping failed; the allocation stays: ",
+                                       sync.message()));
+    }
+  }
   // A backup slice of a released allocation just becomes dead space in the
   // tag's stream until the tag is resumed.
   absl::Status s = UnmapAllocationLocked(a);

@@ -32,7 +32,8 @@
 //
 // Thread-safe. Release/Resume/Allocate/Free serialize on one mutex; the pool
 // is an ordinary object passed explicitly (no singleton). The backend must
-// outlive the pool. Destroying the pool frees everything it still holds.
+// outlive the pool. Destroying the pool synchronizes the device and frees
+// everything it still holds.
 #ifndef COLO_ENGINE_MEMORY_TAGGED_POOL_H_
 #define COLO_ENGINE_MEMORY_TAGGED_POOL_H_
 
@@ -149,7 +150,10 @@ class TaggedPool {
                                  absl::string_view name)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Frees an allocation returned by Allocate. NOT_FOUND for other pointers.
+  // Frees an allocation returned by Allocate, after synchronizing the device
+  // (unmapping does not wait for device work). NOT_FOUND for other pointers;
+  // the backend's error when the synchronization fails (the allocation then
+  // stays).
   absl::Status Free(void* ptr) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Size (rounded) of a live allocation; NOT_FOUND otherwise.

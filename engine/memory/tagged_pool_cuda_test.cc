@@ -9,6 +9,7 @@
 #include "engine/device/fault_injecting_backend.h"
 #include "engine/memory/tagged_pool.h"
 #include "gtest/gtest.h"
+#include "tests/util/gpu_required.h"
 #include "tests/util/status_matchers.h"
 
 namespace colo {
@@ -30,7 +31,8 @@ std::unique_ptr<CudaBackend> MaybeCuda(std::string* reason) {
 TEST(TaggedPoolCudaTest, ReleaseRaisesDriverFreeMemoryAndResumeRestores) {
   std::string reason;
   auto cuda = MaybeCuda(&reason);
-  if (cuda == nullptr) GTEST_SKIP() << "no CUDA device: " << reason;
+  COLO_SKIP_OR_FAIL_WITHOUT_GPU(cuda == nullptr ? absl::UnavailableError(reason)
+                                                : absl::OkStatus());
   TaggedPool::Options options;
   options.backend = cuda.get();
   options.backup[static_cast<int>(MemoryTag::kWeights)] = BackupPolicy::kHostCopy;
@@ -62,7 +64,8 @@ TEST(TaggedPoolCudaTest, ReleaseRaisesDriverFreeMemoryAndResumeRestores) {
 TEST(TaggedPoolCudaTest, ResumeOomRollsBack) {
   std::string reason;
   auto cuda = MaybeCuda(&reason);
-  if (cuda == nullptr) GTEST_SKIP() << "no CUDA device: " << reason;
+  COLO_SKIP_OR_FAIL_WITHOUT_GPU(cuda == nullptr ? absl::UnavailableError(reason)
+                                                : absl::OkStatus());
   FaultInjectingBackend faulty(cuda.get());
   TaggedPool::Options options;
   options.backend = &faulty;

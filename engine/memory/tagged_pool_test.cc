@@ -270,6 +270,35 @@ TEST_F(TaggedPoolTest, ResumeFailureMidwayRollsBackToReleased) {
   EXPECT_EQ(mapped, (16 + 48 + 8) * kMiB);
 }
 
+// cuMemUnmap does not wait for device work: Free (and the destructor)
+// synchronize the device before unmapping; a failed synchronization keeps
+// the allocation (the caller may retry) instead of unmapping under it.
+TEST_F(TaggedPoolTest, FreeSynchronizesBeforeUnmapping) {
+  FaultInjectingBackend faulty(cpu_.get());
+  auto pool = MakePool(&faulty, BackupPolicy::kDiscard);
+  ASSERT_OK_AND_ASSIGN(void* p, pool->Allocate(MemoryTag::kKvCache, 3 * kMiB, "kv"));
+  ASSERT_OK_AND_ASSIGN(void* q, pool->Allocate(MemoryTag::kWeights, kMiB, "w"));
+  faulty.FailSynchronize();
+  EXPECT_THAT(pool->Free(p), StatusIs(absl::StatusCode::kInternal, HasSubstr("stays")));
+  EXPECT_OK(pool->AllocationSize(p).status());
+  faulty.ClearFaults();
+  ASSERT_OK(pool->Free(p));
+  EXPECT_THAT(pool->AllocationSize(p), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(faulty.unsynchronized_unmaps(), 0);
+  EXPECT_GE(faulty.synchronizes(), 1);
+  // Released allocations have nothing mapped: freeing them needs no sync.
+  ASSERT_OK(pool->Release({MemoryTag::kWeights}).status());
+  faulty.FailSynchronize();
+  EXPECT_OK(pool->Free(q));
+  faulty.ClearFaults();
+  // The destructor synchronizes before unmapping what is left.
+  ASSERT_OK(pool->Allocate(MemoryTag::kCudaGraph, kMiB, "g").status());
+  const int64_t syncs = faulty.synchronizes();
+  pool.reset();
+  EXPECT_GT(faulty.synchronizes(), syncs);
+  EXPECT_EQ(faulty.unsynchronized_unmaps(), 0);
+}
+
 TEST_F(TaggedPoolTest, UnmapFailureDuringReleaseIsReported) {
   FaultInjectingBackend faulty(cpu_.get());
   auto pool = MakePool(&faulty, BackupPolicy::kDiscard, 2 * kMiB);

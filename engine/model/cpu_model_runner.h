@@ -27,6 +27,10 @@ class CpuModelRunner : public ModelRunner {
   absl::Status WeightsCommitted() override { return absl::OkStatus(); }
   void WeightsDiscarded() override { model_->weights().MarkAllStale(); }
   int64_t NumStaleWeights() const override { return model_->weights().num_stale(); }
+  absl::Status WithHostWeights(
+      const std::function<absl::Status(const ModelWeights&)>& fn) override {
+    return fn(model_->weights());
+  }
 
  private:
   TransformerModel* const model_;

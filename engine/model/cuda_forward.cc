@@ -2,19 +2,24 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/sampling.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_plan.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/embedding.h"
-#include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/kv_write.h"
 #include "kernels/cuda/rms_norm.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/sampling.h"
 #include "kernels/cuda/swiglu.h"
 #include "proto/logging/logging.h"
+#include "proto/status/status_macros.h"
 
 namespace colo {
 namespace engine {
@@ -23,7 +28,9 @@ namespace kc = ::colo::kernels::cuda;
 namespace {
 
 constexpr size_t kAlign = 256;
-constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
+// Floats per pinned staging chunk of a weight upload (two chunks in flight).
+constexpr size_t kUploadChunkFloats = size_t{4} << 20;
 
 size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
@@ -32,11 +39,14 @@ size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 class Carver {
  public:
   explicit Carver(char* base) : base_(base) {}
+  void* TakeBytes(size_t bytes) {
+    char* p = base_ == nullptr ? nullptr : base_ + used_;
+    used_ += AlignUp(std::max<size_t>(bytes, 1));
+    return p;
+  }
   template <typename T>
   T* Take(int64_t n) {
-    char* p = base_ == nullptr ? nullptr : base_ + used_;
-    used_ += AlignUp(static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T));
-    return reinterpret_cast<T*>(p);
+    return static_cast<T*>(TakeBytes(static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T)));
   }
   size_t used() const { return used_; }
 
@@ -44,12 +54,6 @@ class Carver {
   char* base_;
   size_t used_ = 0;
 };
-
-#define COLO_RETURN_IF_ERROR_(expr)        \
-  do {                                     \
-    const absl::Status _colo_s = (expr);   \
-    if (!_colo_s.ok()) return _colo_s;     \
-  } while (0)
 
 // The span [lo, lo + bytes) of host memory covering every tensor of the
 // packed host weights.
@@ -68,17 +72,30 @@ absl::Status PackedSpan(const ModelWeights& host_weights, const char** lo, size_
   return absl::OkStatus();
 }
 
+char* Offset(void* p, size_t bytes) { return static_cast<char*>(p) + bytes; }
+const char* Offset(const void* p, size_t bytes) { return static_cast<const char*>(p) + bytes; }
+
 }  // namespace
 
-CudaTransformerModel::CudaTransformerModel(const ModelConfig& config,
-                                           const Options& options)
-    : config_(config), options_(options) {
-  inv_freq_ = kernels::RopeInverseFrequencies(config.head_dim, config.rope_theta,
-                                              config.rope_scaling);
+CudaTransformerModel::CudaTransformerModel(const ModelConfig& config, const Options& options)
+    : config_(config),
+      options_(options),
+      limits_{options.max_tokens, options.max_requests, options.max_context, options.page_size},
+      layout_(StepLayout::For(limits_)) {
+  const std::vector<double> inv = kernels::RopeInverseFrequencies(
+      config.head_dim, config.rope_theta, config.rope_scaling);
+  inv_freq_.assign(inv.begin(), inv.end());  // float32 rounding, as the CPU kernel
+  elem_bytes_ = kc::DTypeBytes(options.dtype);
 }
 
 CudaTransformerModel::~CudaTransformerModel() {
   TaggedPool* pool = options_.device_pool;
+  // Nothing queued by this model may still run on memory about to be freed
+  // (TaggedPool::Free synchronizes the device before unmapping as well).
+  if (inputs_uploaded_ != nullptr) {
+    cudaEventSynchronize(inputs_uploaded_);
+    cudaEventDestroy(inputs_uploaded_);
+  }
   for (void* p : {weights_, graph_mem_}) {
     if (p == nullptr) continue;
     const absl::Status s = pool->Free(p);
@@ -87,16 +104,25 @@ CudaTransformerModel::~CudaTransformerModel() {
 }
 
 absl::StatusOr<std::unique_ptr<CudaTransformerModel>> CudaTransformerModel::Create(
-    const ModelWeights& host_weights, const Options& options) {
+    const ModelWeights& host_weights, const Options& options, cudaStream_t stream) {
   if (options.device_pool == nullptr || options.device_pool->backend()->kind() != "cuda") {
     return absl::InvalidArgumentError(
         "CudaTransformerModel needs a device_pool over the CUDA backend");
   }
-  if (options.max_tokens <= 0 || options.max_requests <= 0 ||
-      options.max_context <= 0 || options.max_requests > options.max_tokens) {
+  if (options.max_tokens <= 0 || options.max_requests <= 0 || options.max_context <= 0 ||
+      options.max_requests > options.max_tokens || options.page_size <= 0 ||
+      options.max_context > (int64_t{1} << 30) || options.max_tokens > (int64_t{1} << 30)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "CudaTransformerModel: bad limits max_tokens=", options.max_tokens,
-        " max_requests=", options.max_requests, " max_context=", options.max_context));
+        " max_requests=", options.max_requests, " max_context=", options.max_context,
+        " page_size=", options.page_size));
+  }
+  if (!kc::IsComputeDType(options.dtype) ||
+      (options.kv_dtype != options.dtype && options.kv_dtype != kc::DType::kFp8E4M3)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CudaTransformerModel: dtype ", kc::DTypeName(options.dtype), " with a ",
+        kc::DTypeName(options.kv_dtype),
+        " KV cache (the KV cache has the compute dtype or fp8_e4m3)"));
   }
   if (absl::Status s = kc::CudaDeviceAvailable(options.device_pool->backend()->device());
       !s.ok()) {
@@ -111,31 +137,58 @@ absl::StatusOr<std::unique_ptr<CudaTransformerModel>> CudaTransformerModel::Crea
   }
   std::unique_ptr<CudaTransformerModel> model(
       new CudaTransformerModel(host_weights.config(), options));
-  COLO_RETURN_IF_ERROR_(model->Init(host_weights));
+  RETURN_IF_ERROR(model->Init(host_weights, stream));
   return model;
 }
 
-absl::Status CudaTransformerModel::Init(const ModelWeights& host_weights) {
+absl::Status CudaTransformerModel::Init(const ModelWeights& host_weights, cudaStream_t stream) {
   const ModelConfig& c = config_;
   TaggedPool* pool = options_.device_pool;
-  if (c.head_dim > kc::kMaxAttentionHeadDim || c.head_dim % 2 != 0) {
+  if (c.head_dim > kc::kAttnMaxHeadDim || c.head_dim % 2 != 0 || c.num_kv_heads <= 0 ||
+      c.num_heads % c.num_kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "CudaTransformerModel: head_dim ", c.head_dim, " unsupported (even, <= ",
-        kc::kMaxAttentionHeadDim, ")"));
+        "CudaTransformerModel: head_dim ", c.head_dim, " (even, <= ", kc::kAttnMaxHeadDim,
+        ") with ", c.num_heads, " heads / ", c.num_kv_heads, " KV heads unsupported"));
   }
-  // The host weights are one packed buffer: copy the span covering every
-  // tensor and translate pointers by their offset.
+  int device = 0;
+  RETURN_IF_ERROR(kc::CudaStatus(cudaGetDevice(&device), "cudaGetDevice"));
+  RETURN_IF_ERROR(kc::CudaStatus(
+      cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, device),
+      "cudaDeviceGetAttribute(MultiProcessorCount)"));
+  if (options_.kv_dtype == kc::DType::kFp8E4M3) {
+    int major = 0, minor = 0;
+    RETURN_IF_ERROR(kc::CudaStatus(
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
+        "cudaDeviceGetAttribute(ComputeCapabilityMajor)"));
+    RETURN_IF_ERROR(kc::CudaStatus(
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device),
+        "cudaDeviceGetAttribute(ComputeCapabilityMinor)"));
+    if (major * 10 + minor < 89) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--kv_cache_dtype=fp8_e4m3 needs a GPU with fp8 support (compute capability >= 8.9); "
+          "this one is ", major, ".", minor));
+    }
+  }
+
+  // Device weights: the host packing's element offsets, in the device dtype,
+  // then the constants.
   const char* lo = nullptr;
-  COLO_RETURN_IF_ERROR_(PackedSpan(host_weights, &lo, &weight_bytes_));
+  RETURN_IF_ERROR(PackedSpan(host_weights, &lo, &host_span_bytes_));
   embed_offset_ = static_cast<size_t>(reinterpret_cast<const char*>(host_weights.embed()) - lo);
-  absl::StatusOr<void*> w = pool->Allocate(MemoryTag::kWeights, weight_bytes_, "cuda model weights");
-  if (!w.ok()) return w.status();
-  weights_ = *w;
-  COLO_RETURN_IF_ERROR_(pool->backend()->CopyToDevice(weights_, lo, weight_bytes_));
-  char* dev = static_cast<char*>(weights_);
-  auto to_dev = [&](const float* p) -> const float* {
+  weight_bytes_ = host_span_bytes_ / sizeof(float) * elem_bytes_;
+  const size_t constants_offset = AlignUp(weight_bytes_);
+  const size_t constants_bytes = inv_freq_.size() * sizeof(float);
+  ASSIGN_OR_RETURN(weights_, pool->Allocate(MemoryTag::kWeights,
+                                            constants_offset + constants_bytes,
+                                            "cuda model weights"));
+  inv_freq_dev_ = reinterpret_cast<float*>(Offset(weights_, constants_offset));
+  // A host tensor's device copy: same element offset from the packing's
+  // start, in the device dtype.
+  auto to_dev = [&](const float* p) -> const void* {
     if (p == nullptr) return nullptr;
-    return reinterpret_cast<const float*>(dev + (reinterpret_cast<const char*>(p) - lo));
+    const size_t elements =
+        static_cast<size_t>(reinterpret_cast<const char*>(p) - lo) / sizeof(float);
+    return Offset(weights_, elements * elem_bytes_);
   };
   embed_ = to_dev(host_weights.embed());
   final_norm_ = to_dev(host_weights.final_norm());
@@ -143,295 +196,343 @@ absl::Status CudaTransformerModel::Init(const ModelWeights& host_weights) {
   for (int i = 0; i < c.num_layers; ++i) {
     const LayerWeights& L = host_weights.layer(i);
     layers_.push_back({to_dev(L.input_norm), to_dev(L.qkv), to_dev(L.qkv_bias), to_dev(L.o),
-                       to_dev(L.o_bias), to_dev(L.q_norm), to_dev(L.k_norm),
-                       to_dev(L.post_norm), to_dev(L.gate_up), to_dev(L.down)});
+                       to_dev(L.o_bias), to_dev(L.q_norm), to_dev(L.k_norm), to_dev(L.post_norm),
+                       to_dev(L.gate_up), to_dev(L.down)});
   }
 
   // Fixed buffers of the cuda_graph tag.
   const int64_t T = options_.max_tokens, R = options_.max_requests;
-  const int64_t H = c.hidden_size, QKV = c.QSize() + 2 * c.KvSize(),
-                I = c.intermediate_size, half = c.head_dim / 2;
+  const int64_t H = c.hidden_size, QKV = c.QSize() + 2 * c.KvSize(), I = c.intermediate_size,
+                half = c.head_dim / 2;
+  const size_t e = elem_bytes_;
+  const size_t ws_floats = kc::MaxDecodeWorkspaceFloats(
+      static_cast<int32_t>(R), c.num_heads, c.num_kv_heads, c.head_dim, num_sms_);
   auto carve = [&](Carver& k, Buffers& b) {
-    b.tokens = k.Take<int32_t>(T);
-    b.positions = k.Take<int64_t>(T);
-    b.token_row = k.Take<int32_t>(T);
-    b.slot_table = k.Take<int32_t>(R * options_.max_context);
-    b.last_index = k.Take<int32_t>(R);
+    b.inputs = static_cast<char*>(k.TakeBytes(layout_.total));
     b.cos = k.Take<float>(T * half);
     b.sin = k.Take<float>(T * half);
-    b.hidden = k.Take<float>(T * H);
-    b.normed = k.Take<float>(T * H);
-    b.qkv = k.Take<float>(T * QKV);
-    b.attn = k.Take<float>(T * c.QSize());
-    b.gate_up = k.Take<float>(T * 2 * I);
-    b.act = k.Take<float>(T * I);
-    b.last = k.Take<float>(R * H);
-    b.last_normed = k.Take<float>(R * H);
+    b.hidden = k.TakeBytes(T * H * e);
+    b.normed = k.TakeBytes(T * H * e);
+    b.qkv = k.TakeBytes(T * QKV * e);
+    b.attn = k.TakeBytes(T * c.QSize() * e);
+    b.gate_up = k.TakeBytes(T * 2 * I * e);
+    b.act = k.TakeBytes(T * I * e);
+    b.last = k.TakeBytes(R * H * e);
+    b.last_normed = k.TakeBytes(R * H * e);
     b.logits = k.Take<float>(R * c.vocab_size);
-    b.out_tokens = k.Take<int32_t>(R);
-    b.out_logprobs = k.Take<float>(R);
-    b.workspace = k.Take<char>(kWorkspaceBytes);
-    b.workspace_bytes = kWorkspaceBytes;
+    b.out = k.Take<int32_t>(3 * R);
+    b.decode_ws = k.Take<float>(static_cast<int64_t>(ws_floats));
+    b.decode_ws_floats = ws_floats;
+    b.gemm_ws = k.TakeBytes(kGemmWorkspaceBytes);
+    b.gemm_ws_bytes = kGemmWorkspaceBytes;
   };
   Carver counter(nullptr);
   Buffers unused{};
   carve(counter, unused);
-  absl::StatusOr<void*> g = pool->Allocate(MemoryTag::kCudaGraph, counter.used(),
-                                           "cuda model activations");
-  if (!g.ok()) return g.status();
-  graph_mem_ = *g;
+  ASSIGN_OR_RETURN(graph_mem_, pool->Allocate(MemoryTag::kCudaGraph, counter.used(),
+                                              "cuda model activations"));
   Carver carver(static_cast<char*>(graph_mem_));
   carve(carver, buf_);
 
-  absl::StatusOr<kc::CublasHandle> cublas = kc::CublasHandle::Create();
-  if (!cublas.ok()) return cublas.status();
-  cublas_ = std::move(*cublas);
-  return cublas_.SetWorkspace(buf_.workspace, buf_.workspace_bytes);
+  ASSIGN_OR_RETURN(inputs_pinned_, kc::PinnedBuffer::Create(layout_.total));
+  ASSIGN_OR_RETURN(results_pinned_, kc::PinnedBuffer::Create(3 * R * sizeof(int32_t)));
+  ASSIGN_OR_RETURN(row_pinned_, kc::PinnedBuffer::Create(c.vocab_size * sizeof(float)));
+  RETURN_IF_ERROR(kc::CudaStatus(
+      cudaEventCreateWithFlags(&inputs_uploaded_, cudaEventDisableTiming),
+      "cudaEventCreateWithFlags"));
+  ASSIGN_OR_RETURN(gemm_, kc::Gemm::Create());
+  RETURN_IF_ERROR(gemm_.SetWorkspace(buf_.gemm_ws, buf_.gemm_ws_bytes));
+  return UploadWeights(host_weights, stream);
+}
+
+absl::StatusOr<const char*> CudaTransformerModel::CheckPacking(
+    const ModelWeights& host_weights) const {
+  const char* lo = nullptr;
+  size_t bytes = 0;
+  RETURN_IF_ERROR(PackedSpan(host_weights, &lo, &bytes));
+  const size_t embed_offset =
+      static_cast<size_t>(reinterpret_cast<const char*>(host_weights.embed()) - lo);
+  if (bytes != host_span_bytes_ || embed_offset != embed_offset_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "CudaTransformerModel: host weights packed as ", bytes, " bytes (embedding at ",
+        embed_offset, "), the device copy as ", host_span_bytes_, " bytes (embedding at ",
+        embed_offset_, ")"));
+  }
+  return lo;
+}
+
+absl::Status CudaTransformerModel::UploadRanges(
+    const ModelWeights& host_weights, const std::vector<std::pair<size_t, size_t>>& ranges,
+    cudaStream_t stream) {
+  ASSIGN_OR_RETURN(const char* lo, CheckPacking(host_weights));
+  const float* host = reinterpret_cast<const float*>(lo);
+  // Two pinned chunks: the host fills one while the device converts the
+  // other (ConvertElements reads the mapped pinned memory directly).
+  kc::PinnedBuffer chunk[2];
+  void* chunk_dev[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  bool used[2] = {false, false};
+  auto cleanup = [&] {
+    for (cudaEvent_t ev : done) {
+      if (ev != nullptr) cudaEventDestroy(ev);
+    }
+  };
+  absl::Status status = [&]() -> absl::Status {
+    for (int i = 0; i < 2; ++i) {
+      ASSIGN_OR_RETURN(chunk[i], kc::PinnedBuffer::Create(kUploadChunkFloats * sizeof(float)));
+      ASSIGN_OR_RETURN(chunk_dev[i], chunk[i].DevicePointer());
+      RETURN_IF_ERROR(kc::CudaStatus(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming),
+                                     "cudaEventCreateWithFlags"));
+    }
+    int next = 0;
+    auto push = [&](const float* src, void* dst, size_t count, kc::DType to) -> absl::Status {
+      for (size_t at = 0; at < count; at += kUploadChunkFloats) {
+        const size_t n = std::min(kUploadChunkFloats, count - at);
+        const int b = next;
+        next ^= 1;
+        if (used[b]) {
+          RETURN_IF_ERROR(kc::CudaStatus(cudaEventSynchronize(done[b]),
+                                         "cudaEventSynchronize (weight upload chunk)"));
+        }
+        std::memcpy(chunk[b].data(), src + at, n * sizeof(float));
+        RETURN_IF_ERROR(kc::ConvertElements(chunk_dev[b], kc::DType::kFloat32,
+                                            Offset(dst, at * kc::DTypeBytes(to)), to,
+                                            static_cast<int64_t>(n), stream));
+        RETURN_IF_ERROR(kc::CudaStatus(cudaEventRecord(done[b], stream), "cudaEventRecord"));
+        used[b] = true;
+      }
+      return absl::OkStatus();
+    };
+    for (const auto& [offset, count] : ranges) {
+      RETURN_IF_ERROR(push(host + offset, Offset(weights_, offset * elem_bytes_), count,
+                           options_.dtype));
+    }
+    RETURN_IF_ERROR(push(inv_freq_.data(), inv_freq_dev_, inv_freq_.size(), kc::DType::kFloat32));
+    return kc::CudaStatus(cudaStreamSynchronize(stream),
+                          "cudaStreamSynchronize after the weight upload");
+  }();
+  if (!status.ok()) {
+    // The pinned chunks must not be freed while a conversion reads them.
+    cudaStreamSynchronize(stream);
+  }
+  cleanup();
+  return status;
 }
 
 absl::Status CudaTransformerModel::UploadWeights(const ModelWeights& host_weights,
                                                  cudaStream_t stream) {
-  const char* lo = nullptr;
-  size_t bytes = 0;
-  COLO_RETURN_IF_ERROR_(PackedSpan(host_weights, &lo, &bytes));
-  const size_t embed_offset =
-      static_cast<size_t>(reinterpret_cast<const char*>(host_weights.embed()) - lo);
-  if (bytes != weight_bytes_ || embed_offset != embed_offset_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "CudaTransformerModel::UploadWeights: host weights packed as ", bytes,
-        " bytes (embedding at ", embed_offset, "), the device copy as ", weight_bytes_,
-        " bytes (embedding at ", embed_offset_, ")"));
-  }
-  COLO_RETURN_IF_ERROR_(kc::CudaStatus(
-      cudaMemcpyAsync(weights_, lo, bytes, cudaMemcpyHostToDevice, stream),
-      absl::StrCat("CudaTransformerModel: upload ", bytes, " bytes of weights")));
-  return kc::CudaStatus(cudaStreamSynchronize(stream),
-                        "CudaTransformerModel: cudaStreamSynchronize after the weight upload");
+  return UploadRanges(host_weights, {{0, host_span_bytes_ / sizeof(float)}}, stream);
 }
 
-absl::Status CudaTransformerModel::Validate(absl::Span<const ForwardRequest> batch,
-                                            const KvCacheView& kv) const {
-  const ModelConfig& c = config_;
-  if (batch.empty()) return absl::InvalidArgumentError("empty batch");
-  if (static_cast<int64_t>(batch.size()) > options_.max_requests) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "batch of ", batch.size(), " requests exceeds max_requests ", options_.max_requests));
+absl::Status CudaTransformerModel::UploadTensors(const ModelWeights& host_weights,
+                                                 absl::Span<const std::string> names,
+                                                 cudaStream_t stream) {
+  ASSIGN_OR_RETURN(const char* lo, CheckPacking(host_weights));
+  std::vector<std::pair<size_t, size_t>> ranges;
+  for (const std::string& name : names) {
+    ASSIGN_OR_RETURN(WeightInfo w, host_weights.Find(name));
+    ranges.emplace_back(
+        static_cast<size_t>(reinterpret_cast<const char*>(w.data) - lo) / sizeof(float),
+        static_cast<size_t>(w.NumElements()));
   }
-  absl::StatusOr<KvViewSlots> pools = ValidateKvView(c, kv);
-  if (!pools.ok()) return pools.status();
-  const int64_t full_slots = pools->full;
-  int64_t tokens = 0;
-  for (size_t r = 0; r < batch.size(); ++r) {
-    const ForwardRequest& q = batch[r];
-    const int64_t n = static_cast<int64_t>(q.new_tokens.size());
-    const int64_t total = q.cached_len + n;
-    tokens += n;
-    if (n == 0 || q.cached_len < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "request ", r, ": needs >= 1 new token and cached_len >= 0, got ", n,
-          " and ", q.cached_len));
-    }
-    if (total > options_.max_context) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "request ", r, ": ", total, " positions exceed max_context ", options_.max_context));
-    }
-    if (static_cast<int64_t>(q.slots.size()) < total) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "request ", r, ": ", q.slots.size(), " slots for ", total, " positions"));
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      if (q.new_tokens[i] < 0 || q.new_tokens[i] >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "request ", r, ": token ", q.new_tokens[i], " at position ",
-            q.cached_len + i, " outside the vocabulary of ", c.vocab_size));
-      }
-    }
-    for (int64_t p = 0; p < total; ++p) {
-      const int64_t bound = full_slots > 0 ? full_slots : kv.full_to_swa_size;
-      if (q.slots[p] < 0 || q.slots[p] >= bound) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "request ", r, ": slot ", q.slots[p], " of position ", p,
-            " outside the full KV pool of ", bound, " slots"));
-      }
-      if (c.HasSlidingLayers() && q.slots[p] >= kv.full_to_swa_size) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "request ", r, ": slot ", q.slots[p], " of position ", p,
-            " outside the full_to_swa map of ", kv.full_to_swa_size));
-      }
-    }
-  }
-  if (tokens > options_.max_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "batch of ", tokens, " tokens exceeds max_tokens ", options_.max_tokens));
+  return UploadRanges(host_weights, ranges, stream);
+}
+
+absl::Status CudaTransformerModel::DownloadWeights(ModelWeights* host_weights,
+                                                   cudaStream_t stream) {
+  ASSIGN_OR_RETURN(const char* lo, CheckPacking(*host_weights));
+  float* host = reinterpret_cast<float*>(const_cast<char*>(lo));
+  ASSIGN_OR_RETURN(kc::PinnedBuffer chunk,
+                   kc::PinnedBuffer::Create(kUploadChunkFloats * sizeof(float)));
+  ASSIGN_OR_RETURN(void* chunk_dev, chunk.DevicePointer());
+  const size_t total = host_span_bytes_ / sizeof(float);
+  for (size_t at = 0; at < total; at += kUploadChunkFloats) {
+    const size_t n = std::min(kUploadChunkFloats, total - at);
+    RETURN_IF_ERROR(kc::ConvertElements(Offset(weights_, at * elem_bytes_), options_.dtype,
+                                        chunk_dev, kc::DType::kFloat32,
+                                        static_cast<int64_t>(n), stream));
+    RETURN_IF_ERROR(kc::CudaStatus(cudaStreamSynchronize(stream),
+                                   "cudaStreamSynchronize (weight download)"));
+    std::memcpy(host + at, chunk.data(), n * sizeof(float));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<CudaTransformerModel::StepShape> CudaTransformerModel::PrepareInputs(
-    absl::Span<const ForwardRequest> batch, const KvCacheView& kv, cudaStream_t stream) {
-  COLO_RETURN_IF_ERROR_(Validate(batch, kv));
-  const int64_t stride = options_.max_context;
-  const int64_t half = config_.head_dim / 2;
-  StepShape shape;
-  shape.num_requests = static_cast<int64_t>(batch.size());
-  std::vector<int32_t> tokens, token_row, last_index;
-  std::vector<int64_t> positions;
-  std::vector<int32_t> table(shape.num_requests * stride, 0);
-  for (int64_t r = 0; r < shape.num_requests; ++r) {
-    const ForwardRequest& q = batch[r];
-    for (size_t i = 0; i < q.new_tokens.size(); ++i) {
-      tokens.push_back(q.new_tokens[i]);
-      positions.push_back(q.cached_len + static_cast<int64_t>(i));
-      token_row.push_back(static_cast<int32_t>(r));
-    }
-    last_index.push_back(static_cast<int32_t>(tokens.size() - 1));
-    const int64_t total = q.cached_len + static_cast<int64_t>(q.new_tokens.size());
-    std::copy(q.slots.begin(), q.slots.begin() + total, table.begin() + r * stride);
-  }
-  shape.num_tokens = static_cast<int64_t>(tokens.size());
-  std::vector<float> cos(shape.num_tokens * half), sin(shape.num_tokens * half);
-  kernels::RopeCosSin(inv_freq_, positions.data(), shape.num_tokens, cos.data(), sin.data());
-
-  auto upload = [&](void* dst, const void* src, size_t bytes, const char* what) {
-    return kc::CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream),
-                          absl::StrCat("CudaTransformerModel: upload ", what));
-  };
-  COLO_RETURN_IF_ERROR_(upload(buf_.tokens, tokens.data(), tokens.size() * 4, "tokens"));
-  COLO_RETURN_IF_ERROR_(upload(buf_.positions, positions.data(), positions.size() * 8, "positions"));
-  COLO_RETURN_IF_ERROR_(upload(buf_.token_row, token_row.data(), token_row.size() * 4, "rows"));
-  COLO_RETURN_IF_ERROR_(upload(buf_.slot_table, table.data(), table.size() * 4, "slot table"));
-  COLO_RETURN_IF_ERROR_(upload(buf_.last_index, last_index.data(), last_index.size() * 4, "last"));
-  COLO_RETURN_IF_ERROR_(upload(buf_.cos, cos.data(), cos.size() * 4, "cos"));
-  COLO_RETURN_IF_ERROR_(upload(buf_.sin, sin.data(), sin.size() * 4, "sin"));
-  // The host vectors die on return: make sure the copies have consumed them.
-  COLO_RETURN_IF_ERROR_(kc::CudaStatus(cudaStreamSynchronize(stream),
-                                       "CudaTransformerModel: cudaStreamSynchronize"));
-  return shape;
+int32_t CudaTransformerModel::DecodeSplits(int32_t items, int32_t max_keys) const {
+  const kc::RowLayout rows = kc::MakeRowLayout(config_.num_heads, config_.num_kv_heads);
+  const int64_t blocks = int64_t{items} * config_.num_kv_heads * rows.head_groups;
+  return kc::ChooseDecodeSplits(blocks, max_keys, num_sms_);
 }
 
-absl::Status CudaTransformerModel::EnqueueStep(const StepShape& shape, const KvCacheView& kv,
+absl::StatusOr<StepPlan> CudaTransformerModel::PrepareInputs(
+    absl::Span<const ForwardRequest> batch, const KvCacheView& kv, int32_t pad_to,
+    cudaStream_t stream) {
+  // The previous upload must have consumed the staging before it is
+  // rewritten.
+  RETURN_IF_ERROR(kc::CudaStatus(cudaEventSynchronize(inputs_uploaded_),
+                                 "cudaEventSynchronize (previous inputs upload)"));
+  ASSIGN_OR_RETURN(StepPlan plan, PackStep(batch, kv, config_, options_.kv_dtype, limits_,
+                                           pad_to, 1, inputs_pinned_.data()));
+  // A graph bucket's splits must serve any length: choose them for the
+  // longest context; an eager step for its actual longest request.
+  const int32_t keys =
+      pad_to > 0 ? static_cast<int32_t>(options_.max_context) : plan.max_kv_len;
+  plan.decode_splits = plan.num_decode > 0 ? DecodeSplits(plan.num_decode, keys) : 1;
+  RETURN_IF_ERROR(kc::CudaStatus(
+      cudaMemcpyAsync(buf_.inputs, inputs_pinned_.data(), plan.upload_bytes,
+                      cudaMemcpyHostToDevice, stream),
+      absl::StrCat("CudaTransformerModel: upload ", plan.upload_bytes, " bytes of step inputs")));
+  RETURN_IF_ERROR(kc::CudaStatus(cudaEventRecord(inputs_uploaded_, stream),
+                                 "cudaEventRecord (inputs uploaded)"));
+  return plan;
+}
+
+absl::Status CudaTransformerModel::EnqueueStep(const StepPlan& plan, const KvCacheView& kv,
                                                cudaStream_t stream) {
   const ModelConfig& c = config_;
-  const int64_t T = shape.num_tokens, R = shape.num_requests;
-  if (T <= 0 || T > options_.max_tokens || R <= 0 || R > options_.max_requests) {
+  const int64_t T = plan.num_tokens, R = plan.num_requests;
+  if (T <= 0 || T > options_.max_tokens || R <= 0 || R > options_.max_requests ||
+      plan.num_decode > R || plan.num_tiles > T || plan.decode_splits < 1 ||
+      kc::DecodeWorkspaceFloats(plan.num_decode, plan.decode_splits, c.num_heads, c.head_dim) >
+          buf_.decode_ws_floats) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "EnqueueStep: shape ", T, " tokens / ", R, " requests outside the limits"));
+        "EnqueueStep: plan of ", T, " tokens / ", R, " requests / ", plan.num_decode,
+        " decode items x ", plan.decode_splits, " splits outside the limits"));
   }
+  const kc::DType dt = options_.dtype, kvt = options_.kv_dtype;
   const int64_t H = c.hidden_size, Q = c.QSize(), KV = c.KvSize(), QKV = Q + 2 * KV,
                 I = c.intermediate_size, V = c.vocab_size;
+  const size_t e = elem_bytes_;
   const int hd = c.head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const Buffers& b = buf_;
+  char* in = b.inputs;
+  const int32_t* tokens = reinterpret_cast<const int32_t*>(in + layout_.tokens);
+  const int32_t* positions = reinterpret_cast<const int32_t*>(in + layout_.positions);
+  const int32_t* last_index = reinterpret_cast<const int32_t*>(in + layout_.last_index);
+  const int32_t* decode_tokens = reinterpret_cast<const int32_t*>(in + layout_.decode_tokens);
+  const kc::PrefillTile* tiles = reinterpret_cast<const kc::PrefillTile*>(in + layout_.tiles);
+  const kc::DeviceSamplingParams* params =
+      reinterpret_cast<const kc::DeviceSamplingParams*>(in + layout_.params);
 
-  kc::TokenSlots full_slots;
-  full_slots.num_tokens = T;
-  full_slots.positions = b.positions;
-  full_slots.token_row = b.token_row;
-  full_slots.slot_table = b.slot_table;
-  full_slots.slot_table_stride = options_.max_context;
-  kc::TokenSlots swa_slots = full_slots;
-  swa_slots.full_to_swa = kv.full_to_swa;
+  kc::PagedBatch full;
+  full.num_tokens = static_cast<int32_t>(T);
+  full.positions = positions;
+  full.token_req = reinterpret_cast<const int32_t*>(in + layout_.token_req);
+  full.req_page_begin = reinterpret_cast<const int32_t*>(in + layout_.page_begin);
+  full.pages = reinterpret_cast<const int32_t*>(in + layout_.pages);
+  full.page_size = options_.page_size;
+  kc::PagedBatch swa = full;
+  swa.full_to_swa = kv.full_to_swa;
 
-  COLO_RETURN_IF_ERROR_(kc::EmbeddingLookup(embed_, V, H, b.tokens, T, b.hidden, stream));
+  void* qkv_k = Offset(b.qkv, Q * e);
+  void* qkv_v = Offset(b.qkv, (Q + KV) * e);
+  RETURN_IF_ERROR(kc::RopeCosSin(inv_freq_dev_, hd / 2, positions, T, b.cos, b.sin, stream));
+  RETURN_IF_ERROR(kc::EmbeddingLookup(embed_, dt, V, H, tokens, T, b.hidden, stream));
   for (int layer = 0; layer < c.num_layers; ++layer) {
     const DeviceLayer& L = layers_[layer];
     const kvcache::LayerKv& lkv = kv.layers[layer];
     const bool sliding = c.layer_types[layer] == LayerType::kSlidingAttention;
-    float* k_pool = lkv.KFloat();
-    float* v_pool = lkv.VFloat();
+    const kc::PagedBatch& pb = sliding ? swa : full;
 
-    COLO_RETURN_IF_ERROR_(kc::RmsNorm(b.hidden, T, H, L.input_norm, eps, b.normed, stream));
-    COLO_RETURN_IF_ERROR_(cublas_.Linear(b.normed, T, H, L.qkv, QKV, L.qkv_bias, b.qkv, stream));
+    RETURN_IF_ERROR(kc::RmsNorm(b.hidden, T, H, L.input_norm, eps, b.normed, dt, stream));
+    RETURN_IF_ERROR(gemm_.Linear(b.normed, T, H, L.qkv, QKV, L.qkv_bias, b.qkv, dt, dt, stream));
     if (c.qk_norm) {
-      COLO_RETURN_IF_ERROR_(
-          kc::RmsNormHeads(b.qkv, T, c.num_heads, hd, QKV, L.q_norm, eps, stream));
-      COLO_RETURN_IF_ERROR_(
-          kc::RmsNormHeads(b.qkv + Q, T, c.num_kv_heads, hd, QKV, L.k_norm, eps, stream));
+      RETURN_IF_ERROR(kc::RmsNormHeads(b.qkv, T, c.num_heads, hd, QKV, L.q_norm, eps, dt, stream));
+      RETURN_IF_ERROR(
+          kc::RmsNormHeads(qkv_k, T, c.num_kv_heads, hd, QKV, L.k_norm, eps, dt, stream));
     }
-    COLO_RETURN_IF_ERROR_(kc::ApplyRope(b.qkv, T, c.num_heads, hd, QKV, b.cos, b.sin, stream));
-    COLO_RETURN_IF_ERROR_(
-        kc::ApplyRope(b.qkv + Q, T, c.num_kv_heads, hd, QKV, b.cos, b.sin, stream));
-    const kc::TokenSlots& slots = sliding ? swa_slots : full_slots;
-    COLO_RETURN_IF_ERROR_(
-        kc::WritePagedKv(b.qkv + Q, b.qkv + Q + KV, QKV, slots, KV, k_pool, v_pool, stream));
-    kc::AttentionShape shape_a;
-    shape_a.num_heads = c.num_heads;
-    shape_a.num_kv_heads = c.num_kv_heads;
-    shape_a.head_dim = hd;
-    shape_a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    shape_a.window = sliding ? c.sliding_window : 0;
-    COLO_RETURN_IF_ERROR_(
-        kc::PagedAttention(b.qkv, QKV, slots, k_pool, v_pool, shape_a, b.attn, stream));
-    COLO_RETURN_IF_ERROR_(cublas_.Linear(b.attn, T, Q, L.o, H, L.o_bias, b.normed, stream));
-    COLO_RETURN_IF_ERROR_(kc::AddInPlace(b.hidden, b.normed, T * H, stream));
-    COLO_RETURN_IF_ERROR_(kc::RmsNorm(b.hidden, T, H, L.post_norm, eps, b.normed, stream));
-    COLO_RETURN_IF_ERROR_(
-        cublas_.Linear(b.normed, T, H, L.gate_up, 2 * I, nullptr, b.gate_up, stream));
-    COLO_RETURN_IF_ERROR_(kc::SwiGlu(b.gate_up, T, I, b.act, stream));
-    COLO_RETURN_IF_ERROR_(cublas_.Linear(b.act, T, I, L.down, H, nullptr, b.normed, stream));
-    COLO_RETURN_IF_ERROR_(kc::AddInPlace(b.hidden, b.normed, T * H, stream));
+    RETURN_IF_ERROR(kc::ApplyRope(b.qkv, dt, T, c.num_heads, hd, QKV, b.cos, b.sin, stream));
+    RETURN_IF_ERROR(kc::ApplyRope(qkv_k, dt, T, c.num_kv_heads, hd, QKV, b.cos, b.sin, stream));
+    RETURN_IF_ERROR(
+        kc::WritePagedKv(qkv_k, qkv_v, dt, QKV, pb, KV, lkv.k, lkv.v, kvt, stream));
+    kc::AttentionParams ap;
+    ap.num_heads = c.num_heads;
+    ap.num_kv_heads = c.num_kv_heads;
+    ap.head_dim = hd;
+    ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    ap.window = sliding ? static_cast<int32_t>(c.sliding_window) : 0;
+    ap.sinks = nullptr;  // no model with sinks on the GPU yet (GPT-OSS is issue 16)
+    if (plan.num_tiles > 0) {
+      RETURN_IF_ERROR(kc::PrefillAttention(b.qkv, QKV, dt, pb, tiles, plan.num_tiles, lkv.k,
+                                           lkv.v, kvt, ap, b.attn, stream));
+    }
+    if (plan.num_decode > 0) {
+      RETURN_IF_ERROR(kc::DecodeAttention(b.qkv, QKV, dt, pb, decode_tokens, plan.num_decode,
+                                          plan.decode_splits, lkv.k, lkv.v, kvt, ap,
+                                          b.decode_ws, b.decode_ws_floats, b.attn, stream));
+    }
+    RETURN_IF_ERROR(gemm_.Linear(b.attn, T, Q, L.o, H, L.o_bias, b.normed, dt, dt, stream));
+    RETURN_IF_ERROR(kc::AddInPlace(b.hidden, b.normed, T * H, dt, stream));
+    RETURN_IF_ERROR(kc::RmsNorm(b.hidden, T, H, L.post_norm, eps, b.normed, dt, stream));
+    RETURN_IF_ERROR(
+        gemm_.Linear(b.normed, T, H, L.gate_up, 2 * I, nullptr, b.gate_up, dt, dt, stream));
+    RETURN_IF_ERROR(kc::SwiGlu(b.gate_up, T, I, b.act, dt, stream));
+    RETURN_IF_ERROR(gemm_.Linear(b.act, T, I, L.down, H, nullptr, b.normed, dt, dt, stream));
+    RETURN_IF_ERROR(kc::AddInPlace(b.hidden, b.normed, T * H, dt, stream));
   }
-  COLO_RETURN_IF_ERROR_(kc::GatherRows(b.hidden, b.last_index, R, H, b.last, stream));
-  COLO_RETURN_IF_ERROR_(kc::RmsNorm(b.last, R, H, final_norm_, eps, b.last_normed, stream));
-  COLO_RETURN_IF_ERROR_(
-      cublas_.Linear(b.last_normed, R, H, lm_head_, V, nullptr, b.logits, stream));
-  return kc::GreedySample(b.logits, R, V, b.out_tokens, b.out_logprobs, stream);
+  RETURN_IF_ERROR(kc::GatherRows(b.hidden, last_index, R, H, b.last, dt, stream));
+  RETURN_IF_ERROR(kc::RmsNorm(b.last, R, H, final_norm_, eps, b.last_normed, dt, stream));
+  RETURN_IF_ERROR(gemm_.Linear(b.last_normed, R, H, lm_head_, V, nullptr, b.logits, dt,
+                               kc::DType::kFloat32, stream));
+  int32_t* out_tokens = b.out;
+  float* out_logprobs = reinterpret_cast<float*>(b.out + options_.max_requests);
+  int32_t* out_host = b.out + 2 * options_.max_requests;
+  return kc::SampleRows(b.logits, R, V, params, out_tokens, out_logprobs, out_host, stream);
 }
 
-absl::StatusOr<std::vector<kernels::SampledToken>> CudaTransformerModel::ReadGreedy(
-    const StepShape& shape, cudaStream_t stream) {
-  const int64_t R = shape.num_requests;
-  std::vector<int32_t> tokens(R);
-  std::vector<float> logprobs(R);
-  COLO_RETURN_IF_ERROR_(kc::CudaStatus(
-      cudaMemcpyAsync(tokens.data(), buf_.out_tokens, R * 4, cudaMemcpyDeviceToHost, stream),
-      "CudaTransformerModel: read tokens"));
-  COLO_RETURN_IF_ERROR_(kc::CudaStatus(
-      cudaMemcpyAsync(logprobs.data(), buf_.out_logprobs, R * 4, cudaMemcpyDeviceToHost, stream),
-      "CudaTransformerModel: read logprobs"));
-  COLO_RETURN_IF_ERROR_(
-      kc::CudaStatus(cudaStreamSynchronize(stream), "CudaTransformerModel: sync"));
-  std::vector<kernels::SampledToken> out(R);
-  for (int64_t r = 0; r < R; ++r) out[r] = {tokens[r], logprobs[r]};
+absl::StatusOr<std::vector<kernels::SampledToken>> CudaTransformerModel::ReadResults(
+    const StepPlan& plan, absl::Span<const ForwardRequest> batch, cudaStream_t stream) {
+  const int64_t R = options_.max_requests, V = config_.vocab_size;
+  if (static_cast<int64_t>(batch.size()) != plan.real_requests) {
+    return absl::InvalidArgumentError(absl::StrCat("ReadResults: ", batch.size(),
+                                                   " requests for a plan of ",
+                                                   plan.real_requests));
+  }
+  RETURN_IF_ERROR(kc::CudaStatus(
+      cudaMemcpyAsync(results_pinned_.data(), buf_.out, 3 * R * sizeof(int32_t),
+                      cudaMemcpyDeviceToHost, stream),
+      "CudaTransformerModel: read sampled tokens"));
+  RETURN_IF_ERROR(kc::CudaStatus(cudaStreamSynchronize(stream), "CudaTransformerModel: sync"));
+  const int32_t* tokens = static_cast<const int32_t*>(results_pinned_.data());
+  const float* logprobs = reinterpret_cast<const float*>(tokens + R);
+  const int32_t* host = tokens + 2 * R;
+  std::vector<kernels::SampledToken> out(plan.real_requests);
+  for (int32_t r = 0; r < plan.real_requests; ++r) {
+    if (host[r] == 0) {
+      out[r] = {tokens[r], logprobs[r]};
+      continue;
+    }
+    // The device could not finish this row: sample it on the host.
+    RETURN_IF_ERROR(kc::CudaStatus(
+        cudaMemcpyAsync(row_pinned_.data(), buf_.logits + int64_t{r} * V, V * sizeof(float),
+                        cudaMemcpyDeviceToHost, stream),
+        "CudaTransformerModel: read a row of logits for the host sampler"));
+    RETURN_IF_ERROR(kc::CudaStatus(cudaStreamSynchronize(stream), "CudaTransformerModel: sync"));
+    out[r] = kernels::SampleToken(static_cast<const float*>(row_pinned_.data()), V,
+                                  batch[r].sampling, batch[r].sample_step);
+  }
   return out;
 }
 
 absl::StatusOr<ForwardResult> CudaTransformerModel::Forward(
     absl::Span<const ForwardRequest> batch, const KvCacheView& kv,
     const ForwardOptions& options, cudaStream_t stream) {
-  absl::StatusOr<StepShape> shape = PrepareInputs(batch, kv, stream);
-  if (!shape.ok()) return shape.status();
-  COLO_RETURN_IF_ERROR_(EnqueueStep(*shape, kv, stream));
-  const int64_t R = shape->num_requests, V = config_.vocab_size;
+  ASSIGN_OR_RETURN(StepPlan plan, PrepareInputs(batch, kv, 0, stream));
+  RETURN_IF_ERROR(EnqueueStep(plan, kv, stream));
   ForwardResult result;
   if (options.sample) {
-    bool all_greedy = true;
-    for (const ForwardRequest& r : batch) all_greedy &= r.sampling.temperature <= 0.0f;
-    if (all_greedy) {
-      absl::StatusOr<std::vector<kernels::SampledToken>> greedy = ReadGreedy(*shape, stream);
-      if (!greedy.ok()) return greedy.status();
-      result.tokens = std::move(*greedy);
-    } else {
-      std::vector<kernels::SamplingParams> params;
-      std::vector<uint64_t> steps;
-      for (const ForwardRequest& r : batch) {
-        params.push_back(r.sampling);
-        steps.push_back(r.sample_step);
-      }
-      result.tokens.resize(R);
-      COLO_RETURN_IF_ERROR_(kc::SampleTokens(buf_.logits, R, V, params, steps,
-                                             result.tokens.data(), stream));
-    }
+    ASSIGN_OR_RETURN(result.tokens, ReadResults(plan, batch, stream));
   }
   if (options.return_logits) {
-    result.logits.resize(R * V);
-    COLO_RETURN_IF_ERROR_(kc::CudaStatus(
-        cudaMemcpyAsync(result.logits.data(), buf_.logits, R * V * sizeof(float),
+    const int64_t n = int64_t{plan.real_requests} * config_.vocab_size;
+    result.logits.resize(n);
+    RETURN_IF_ERROR(kc::CudaStatus(
+        cudaMemcpyAsync(result.logits.data(), buf_.logits, n * sizeof(float),
                         cudaMemcpyDeviceToHost, stream),
         "CudaTransformerModel: read logits"));
   }
-  COLO_RETURN_IF_ERROR_(
-      kc::CudaStatus(cudaStreamSynchronize(stream), "CudaTransformerModel: sync"));
+  RETURN_IF_ERROR(kc::CudaStatus(cudaStreamSynchronize(stream), "CudaTransformerModel: sync"));
   return result;
 }
 

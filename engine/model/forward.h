@@ -65,6 +65,10 @@ struct KvCacheView {
   // the model has sliding layers.
   const int32_t* full_to_swa = nullptr;
   int64_t full_to_swa_size = 0;
+  // Slots come in pages of this many (position i of a request lives at
+  // pages[i / page_size] * page_size + i % page_size). The CPU forward reads
+  // ForwardRequest::slots and ignores it; the CUDA forward uploads page lists.
+  int32_t page_size = 1;
 };
 
 // Slot counts of a KV view's pools (-1 when the model has no such layer).
@@ -84,6 +88,11 @@ struct ForwardRequest {
   absl::Span<const int32_t> new_tokens;  // at least one token
   // Full-pool slot of every position in [0, cached_len + new_tokens.size()).
   absl::Span<const int32_t> slots;
+  // Optional (device runners only): the request's full-pool pages instead of
+  // `slots` (ceil(positions / KvCacheView::page_size) entries), so the table
+  // that travels to the device is the live part of the request's row. When
+  // set, `slots` may be empty. The CPU forward requires `slots`.
+  absl::Span<const int32_t> pages;
   kernels::SamplingParams sampling;
   // Index of this draw for the request's RNG (tokens generated so far).
   uint64_t sample_step = 0;

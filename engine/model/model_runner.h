@@ -8,11 +8,13 @@
 // runner, device memory for the CUDA runner); ForwardRequest::slots and
 // new_tokens are always host memory.
 //
-// Weights: the host ModelWeights is the master copy that weight updates
-// write into (Scheduler::CommitWeights). After a commit wrote it, the
-// scheduler calls WeightsCommitted() before any further forward step, so a
-// runner with its own device copy makes that copy equal to the host's there
-// (inside the commit: no step ever sees a mix).
+// Weights: weight updates write into the host ModelWeights
+// (Scheduler::CommitWeights). The scheduler calls PrepareWeightsCommit()
+// before the update writes (a device runner without a host master maps the
+// host copy's memory for it), then WeightsCommitted() before any further
+// forward step, so a runner with its own device copy brings it up to date
+// there (inside the commit: no step ever sees a mix); when the update fails
+// before that, AbortWeightsCommit().
 //
 // Thread-compatible: confined to the scheduler thread once the scheduler
 // started (one call at a time).
@@ -20,6 +22,7 @@
 #define COLO_ENGINE_MODEL_MODEL_RUNNER_H_
 
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -28,6 +31,8 @@
 #include "engine/model/forward.h"
 #include "engine/model/model_config.h"
 #include "engine/model/rank_peers.h"
+
+#include "engine/model/model_weights.h"
 
 namespace colo {
 namespace engine {
@@ -49,6 +54,11 @@ class ModelRunner {
   // uploads them. On error the device copy may be partly written: the
   // caller must not run a step before a later call succeeds.
   virtual absl::Status WeightsCommitted() = 0;
+  // Called before an update writes the host weights; an error fails the
+  // commit with nothing written.
+  virtual absl::Status PrepareWeightsCommit() { return absl::OkStatus(); }
+  // The update failed after PrepareWeightsCommit and before WeightsCommitted.
+  virtual void AbortWeightsCommit() {}
 
   // The `weights` tag was resumed without a host backup: the memory the
   // forward reads holds no weights. A runner that reads the host master
@@ -63,6 +73,12 @@ class ModelRunner {
   // The other ranks of a tensor-parallel engine (engine/tp), which follow
   // the scheduler's memory transitions; null for a single-rank runner.
   virtual RankPeers* peers() { return nullptr; }
+
+  // Runs fn over host float32 weights equal to what the forward reads (for
+  // checksums): the host weights themselves, or a device runner's weights
+  // copied back (e.g. the bf16 values it serves).
+  virtual absl::Status WithHostWeights(
+      const std::function<absl::Status(const ModelWeights&)>& fn) = 0;
 };
 
 }  // namespace engine

@@ -136,6 +136,7 @@ class ModelWeights {
   void MarkAllStale();
   void MarkFresh(absl::string_view name);
   int64_t num_stale() const { return static_cast<int64_t>(stale_.size()); }
+  bool is_stale(absl::string_view name) const { return stale_.contains(name); }
 
   const float* embed() const { return embed_; }
   const float* final_norm() const { return final_norm_; }

@@ -96,6 +96,7 @@ Scheduler::Scheduler(const SchedulerOptions& options, std::unique_ptr<ModelRunne
   seed_state_ = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
   for (int32_t l = 0; l < model_->config().num_layers; ++l) view_.layers.push_back(kv_->GetLayerKv(l));
   view_.full_to_swa = kv_->full_to_swa();
+  view_.page_size = kv_->options().page_size;
   if (kv_->swa_enabled()) {
     // The map has one entry per full slot, padding page included.
     const kvcache::KvUsage u = kv_->Usage();
@@ -355,13 +356,16 @@ void Scheduler::Step() {
   if (batch.empty()) return;
   busy_since_audit_ = true;
   std::vector<ForwardRequest> forward(batch.size());
-  std::vector<std::vector<int32_t>> slot_copies(host_tables_ ? 0 : batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     Request* r = batch[i];
     ForwardRequest& f = forward[i];
     f.cached_len = r->committed;
     f.new_tokens = absl::MakeConstSpan(r->tokens.data() + r->committed, counts[i]);
-    f.slots = SlotsOf(*r, r->committed + counts[i], host_tables_ ? nullptr : &slot_copies[i]);
+    if (host_tables_) {
+      f.slots = SlotsOf(*r, r->committed + counts[i]);
+    } else {
+      f.pages = PagesOf(*r, r->committed + counts[i]);
+    }
     f.sampling = r->spec.sampling;
     f.sample_step = static_cast<uint64_t>(std::max(0, r->outputs()));
   }
@@ -410,21 +414,20 @@ void Scheduler::Step() {
   RemoveFinished();
 }
 
-absl::Span<const int32_t> Scheduler::SlotsOf(const Request& r, int32_t n,
-                                             std::vector<int32_t>* storage) {
-  if (host_tables_) {
-    return absl::MakeConstSpan(
-        kv_->req_to_token() + static_cast<int64_t>(r.row) * RowCapacity(), static_cast<size_t>(n));
-  }
-  // Device tables: the same entries, from the sequence's pages (what
-  // KvCacheManager writes into the table: page * P + offset).
+absl::Span<const int32_t> Scheduler::SlotsOf(const Request& r, int32_t n) {
+  return absl::MakeConstSpan(
+      kv_->req_to_token() + static_cast<int64_t>(r.row) * RowCapacity(), static_cast<size_t>(n));
+}
+
+absl::Span<const int32_t> Scheduler::PagesOf(const Request& r, int32_t n) {
+  // Device tables: the live part of the request's row, as its page list
+  // (what KvCacheManager writes into the table: page * P + offset).
   const kvcache::KvSeq* seq = kv_->FindRequest(r.kv_id);
-  COLO_CHECK(seq != nullptr && seq->allocated_len >= n)
-      << "PlanBatch only batches requests whose KV is allocated";
   const int32_t p = kv_->options().page_size;
-  storage->resize(static_cast<size_t>(n));
-  for (int32_t i = 0; i < n; ++i) (*storage)[i] = seq->full_pages[i / p] * p + i % p;
-  return absl::MakeConstSpan(*storage);
+  const size_t pages = static_cast<size_t>((n + p - 1) / p);
+  COLO_CHECK(seq != nullptr && seq->allocated_len >= n && seq->full_pages.size() >= pages)
+      << "PlanBatch only batches requests whose KV is allocated";
+  return absl::MakeConstSpan(seq->full_pages.data(), pages);
 }
 
 void Scheduler::FinishRequest(Request* r, FinishReason reason) {
@@ -918,7 +921,11 @@ absl::Status Scheduler::CommitWeights(const std::function<absl::Status()>& apply
                             "cannot update weights while the weights tag is released; "
                             "ResumeTags(weights) first");
                       }
-                      RETURN_IF_ERROR(apply());
+                      RETURN_IF_ERROR(model_->PrepareWeightsCommit());
+                      if (absl::Status applied = apply(); !applied.ok()) {
+                        model_->AbortWeightsCommit();
+                        return applied;
+                      }
                       if (absl::Status s = model_->WeightsCommitted(); !s.ok()) {
                         // The device copy may be partly written: no step
                         // runs until an update succeeds.

@@ -276,10 +276,10 @@ class Scheduler {
   absl::StatusOr<TagTransition> DoRelease(const std::vector<MemoryTag>& tags);
   absl::StatusOr<TagTransition> DoResume(const std::vector<MemoryTag>& tags);
 
-  // Slots of `r`'s positions [0, n) for ForwardRequest::slots: the KV
-  // cache's request table itself when it lives in host memory, else a host
-  // copy computed from the sequence's pages (into `storage`, null for the host table).
-  absl::Span<const int32_t> SlotsOf(const Request& r, int32_t n, std::vector<int32_t>* storage);
+  // The first n slots of a request's row (the CPU runner reads the host
+  // table in place) / its page list (device runners; ForwardRequest::pages).
+  absl::Span<const int32_t> SlotsOf(const Request& r, int32_t n);
+  absl::Span<const int32_t> PagesOf(const Request& r, int32_t n);
 
   const SchedulerOptions options_;
   std::unique_ptr<ModelRunner> owned_model_;  // the CPU constructor's adapter
@@ -289,7 +289,7 @@ class Scheduler {
   CachingAllocator* const allocator_;
   KvCacheView view_;
   // The KV tables are host memory (a CPU runner's view): slots read them in
-  // place; other runners get host copies (SlotsOf).
+  // place; other runners get each request's page list (PagesOf).
   const bool host_tables_;
 
   // Command queue, guarded by mu_.

@@ -1,7 +1,7 @@
 // The Scheduler over a ModelRunner that is not the CPU one, on the CPU
-// backend: a runner reporting another device gets host copies of the slots
-// (computed from the sequences' pages, as for a GPU whose request table is
-// device memory) that equal the request table, greedy outputs equal the CPU
+// backend: a runner reporting another device gets each request's page list
+// (the live part of its request-table row, as for a GPU whose table is device
+// memory) that matches the request table, greedy outputs equal the CPU
 // runner's, and weight commits call WeightsCommitted (a failure there leaves
 // the engine needing weights).
 #include <memory>
@@ -24,8 +24,8 @@ constexpr int kVocab = 64;
 constexpr int kPageSize = 4;
 constexpr int kRowLength = 128;
 
-// Runs the CPU model but claims another device, and checks the slots it is
-// handed against the (host) request table.
+// Runs the CPU model but claims another device, and checks the page lists it
+// is handed against the (host) request table.
 class OtherDeviceRunner : public ModelRunner {
  public:
   OtherDeviceRunner(TransformerModel* model, const kvcache::KvCacheManager* kv)
@@ -36,22 +36,38 @@ class OtherDeviceRunner : public ModelRunner {
                                         const KvCacheView& kv,
                                         const ForwardOptions& options) override {
     const int32_t* table = kv_->req_to_token();
-    const int32_t* table_end = table + int64_t{kv_->options().max_requests + 1} * kRowLength;
-    for (const ForwardRequest& r : batch) {
+    EXPECT_EQ(kv.page_size, kPageSize);
+    std::vector<std::vector<int32_t>> slots(batch.size());
+    std::vector<ForwardRequest> cpu_batch(batch.begin(), batch.end());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const ForwardRequest& r = batch[i];
       const int64_t n = r.cached_len + static_cast<int64_t>(r.new_tokens.size());
-      EXPECT_GE(static_cast<int64_t>(r.slots.size()), n);
-      EXPECT_FALSE(r.slots.data() >= table && r.slots.data() < table_end)
-          << "a non-CPU runner must get host copies, not the device table";
+      EXPECT_TRUE(r.slots.empty()) << "a non-CPU runner gets page lists, not slots";
+      EXPECT_EQ(static_cast<int64_t>(r.pages.size()), (n + kPageSize - 1) / kPageSize);
+      for (int64_t p = 0; p < n; ++p) {
+        slots[i].push_back(r.pages[p / kPageSize] * kPageSize + static_cast<int32_t>(p % kPageSize));
+      }
       // Find the row holding these slots (the table is host memory here).
       bool found = false;
       for (int32_t row = 1; row <= kv_->options().max_requests && !found; ++row) {
-        found = std::equal(r.slots.begin(), r.slots.begin() + n, table + int64_t{row} * kRowLength);
+        found = std::equal(slots[i].begin(), slots[i].end(), table + int64_t{row} * kRowLength);
       }
-      EXPECT_TRUE(found) << "slots of a request (" << n << " positions) match no table row";
+      EXPECT_TRUE(found) << "pages of a request (" << n << " positions) match no table row";
       ++requests_checked_;
+      cpu_batch[i].slots = slots[i];
+      cpu_batch[i].pages = {};
     }
-    return model_->Forward(batch, kv, options);
+    return model_->Forward(cpu_batch, kv, options);
   }
+  absl::Status WithHostWeights(
+      const std::function<absl::Status(const ModelWeights&)>& fn) override {
+    return fn(model_->weights());
+  }
+  absl::Status PrepareWeightsCommit() override {
+    ++prepares_;
+    return absl::OkStatus();
+  }
+  void AbortWeightsCommit() override { ++aborts_; }
   absl::Status WeightsCommitted() override {
     ++commits_;
     return commit_error_;
@@ -60,6 +76,8 @@ class OtherDeviceRunner : public ModelRunner {
   int64_t NumStaleWeights() const override { return model_->weights().num_stale(); }
 
   int requests_checked_ = 0;
+  int prepares_ = 0;
+  int aborts_ = 0;
   int commits_ = 0;
   absl::Status commit_error_;
 
@@ -132,7 +150,7 @@ class SchedulerRunnerTest : public ::testing::Test {
   std::unique_ptr<TransformerModel> model_;
 };
 
-TEST_F(SchedulerRunnerTest, NonCpuRunnerGetsHostSlotCopiesAndSameTokens) {
+TEST_F(SchedulerRunnerTest, NonCpuRunnerGetsPageListsAndSameTokens) {
   std::vector<std::vector<int32_t>> want;
   {
     auto kv = MakeKv();
@@ -183,6 +201,19 @@ TEST_F(SchedulerRunnerTest, CommitCallsWeightsCommittedAndAFailureNeedsWeights) 
   ASSERT_OK(s.CommitWeights(apply, "v4", false));
   EXPECT_FALSE(s.Snapshot().state.needs_weights);
   EXPECT_EQ(s.Snapshot().weight_version, "v4");
+  EXPECT_EQ(other.prepares_, 3);
+  EXPECT_EQ(other.aborts_, 0);
+
+  // An update that fails while writing: the runner is told (it releases
+  // what it prepared), WeightsCommitted is not called, the old weights serve.
+  EXPECT_THAT(s.CommitWeights([] { return absl::InvalidArgumentError("bad tensor"); }, "v5",
+                              false),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(other.prepares_, 4);
+  EXPECT_EQ(other.aborts_, 1);
+  EXPECT_EQ(other.commits_, 3);
+  EXPECT_EQ(s.Snapshot().weight_version, "v4");
+  EXPECT_FALSE(s.Snapshot().state.needs_weights);
   s.Stop();
 }
 

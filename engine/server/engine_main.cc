@@ -30,6 +30,14 @@ ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free port.");
 ABSL_FLAG(std::string, port_file, "", "Write the bound port to this file once serving.");
 ABSL_FLAG(std::string, model, "", "Hugging Face layout model dir (config.json + *.safetensors).");
 ABSL_FLAG(std::string, device, "auto", "cpu, cuda, or auto (cuda if a GPU is usable).");
+ABSL_FLAG(int, device_ordinal, 0,
+          "CUDA device ordinal among the visible ones (CUDA_VISIBLE_DEVICES applies first).");
+ABSL_FLAG(std::string, dtype, "auto",
+          "auto|bfloat16|float16|float32: weights and activations (auto: the checkpoint's "
+          "dtype on CUDA; the CPU computes in float32 only for now).");
+ABSL_FLAG(std::string, kv_cache_dtype, "auto",
+          "auto|bfloat16|float16|fp8_e4m3: the KV cache (auto: the compute dtype; CUDA only).");
+ABSL_FLAG(bool, disable_cuda_graph, false, "CUDA: run decode steps without CUDA graphs.");
 ABSL_FLAG(int, page_size, 16, "Tokens per KV cache page.");
 ABSL_FLAG(int64_t, kv_cache_bytes, 0, "KV cache bytes; 0 derives it from --mem_fraction.");
 ABSL_FLAG(double, mem_fraction, 0.0,
@@ -99,6 +107,10 @@ EngineOptions OptionsFromFlags() {
   o.port_file = absl::GetFlag(FLAGS_port_file);
   o.model_dir = absl::GetFlag(FLAGS_model);
   o.device = absl::GetFlag(FLAGS_device);
+  o.device_ordinal = absl::GetFlag(FLAGS_device_ordinal);
+  o.dtype = absl::GetFlag(FLAGS_dtype);
+  o.kv_cache_dtype = absl::GetFlag(FLAGS_kv_cache_dtype);
+  o.disable_cuda_graph = absl::GetFlag(FLAGS_disable_cuda_graph);
   o.page_size = absl::GetFlag(FLAGS_page_size);
   o.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
   o.mem_fraction = absl::GetFlag(FLAGS_mem_fraction);

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "engine/server/dtype_options.h"
 
 namespace colo::engine {
 
@@ -16,6 +17,13 @@ absl::Status ValidateEngineOptions(const EngineOptions& options) {
   if (options.device != "cpu" && options.device != "cuda" && options.device != "auto") {
     return absl::InvalidArgumentError(absl::StrCat(
         "--device must be cpu, cuda or auto, got '", options.device, "'"));
+  }
+  if (options.device_ordinal < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device_ordinal must be >= 0, got ", options.device_ordinal));
+  }
+  if (absl::Status s = ValidateDTypeFlags(options.dtype, options.kv_cache_dtype); !s.ok()) {
+    return s;
   }
   if (options.page_size < 1 || options.page_size > 4096) {
     return absl::InvalidArgumentError(

@@ -18,6 +18,15 @@ struct EngineOptions {
   std::string model_dir;
   // "cpu", "cuda" or "auto" (cuda if a GPU is usable, else cpu).
   std::string device = "auto";
+  // CUDA device ordinal among the visible devices (CUDA_VISIBLE_DEVICES
+  // applies first), used by every CUDA call of the engine: the VMM backend,
+  // the forward pass, NCCL weight groups.
+  int device_ordinal = 0;
+  // Weights/activations and KV cache dtypes (dtype_options.h).
+  std::string dtype = "auto";
+  std::string kv_cache_dtype = "auto";
+  // CUDA: run decode steps without CUDA-graph replay.
+  bool disable_cuda_graph = false;
   // Tokens per KV page.
   int page_size = 16;
   // KV cache size in bytes; 0 derives it from mem_fraction.

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "engine/device/device_backend_factory.h"
 #include "engine/memory/memory_tag.h"
+#include "engine/model/checkpoint_dtype.h"
 #include "engine/model/cpu_model_runner.h"
 #include "engine/tp/shard_loader.h"
 #include "engine/tp/tp_memory.h"
@@ -20,6 +21,8 @@
 #include "proto/status/status_macros.h"
 
 #ifdef COLO_WITH_CUDA_FORWARD
+#include <cuda_runtime.h>
+
 #include "engine/model/cuda_model_runner.h"
 #include "kernels/cuda/cuda_status.h"
 #endif
@@ -78,13 +81,18 @@ absl::Status EngineRuntime::InitBackend() {
     ASSIGN_OR_RETURN(backend_, CreateDeviceBackend("cpu"));
     return absl::OkStatus();
   }
-  absl::StatusOr<std::unique_ptr<DeviceBackend>> cuda = CreateDeviceBackend("cuda");
+  absl::StatusOr<std::unique_ptr<DeviceBackend>> cuda =
+      CreateDeviceBackend("cuda", options_.device_ordinal);
 #ifdef COLO_WITH_CUDA_FORWARD
   if (cuda.ok()) {
-    if (absl::Status usable = kernels::cuda::CudaDeviceAvailable((*cuda)->device());
-        !usable.ok()) {
-      cuda = usable;
+    // The runtime API must use the device the driver backend opened (both
+    // count CUDA_VISIBLE_DEVICES the same way); this thread builds the model.
+    absl::Status usable = kernels::cuda::CudaDeviceAvailable((*cuda)->device());
+    if (usable.ok()) {
+      usable = kernels::cuda::CudaStatus(cudaSetDevice((*cuda)->device()),
+                                         absl::StrCat("cudaSetDevice(", (*cuda)->device(), ")"));
     }
+    if (!usable.ok()) cuda = usable;
   }
   if (options_.device == "cuda") {
     if (!cuda.ok()) {
@@ -120,6 +128,12 @@ absl::Status EngineRuntime::InitBackend() {
 
 absl::Status EngineRuntime::InitModel(uint64_t* device_free) {
   const bool on_cuda = backend_->kind() == "cuda";
+  kernels::cuda::DType checkpoint = kernels::cuda::DType::kFloat32;
+  if (on_cuda && options_.dtype == "auto") {
+    ASSIGN_OR_RETURN(checkpoint, CheckpointDType(options_.model_dir));
+  }
+  ASSIGN_OR_RETURN(dtypes_, ResolveDTypes(options_.dtype, options_.kv_cache_dtype,
+                                          on_cuda ? "cuda" : "cpu", checkpoint));
   // With --tp_size > 1 the ranks share the cores.
   const int threads =
       on_cuda ? 1
@@ -170,19 +184,26 @@ absl::Status EngineRuntime::InitModel(uint64_t* device_free) {
   }
 #ifdef COLO_WITH_CUDA_FORWARD
   ASSIGN_OR_RETURN(DeviceMemoryInfo mem, backend_->MemoryInfo());
-  *device_free = mem.free_bytes;
   const ModelConfig& c = model_->config();
   const int64_t context =
       options_.context_length > 0 ? options_.context_length : c.max_position_embeddings;
   CudaModelRunner::Options ro;
   ro.host_weights = &model_->weights();
+  ro.host_pool = host_pool_.get();
   ro.device_pool = pool_.get();
+  ro.dtype = dtypes_.compute;
+  ro.kv_dtype = dtypes_.kv_cache;
+  // Without --weights_host_backup the host copy is released once on the
+  // device; updates map it again only while they commit.
+  ro.keep_host_weights = options_.weights_host_backup;
+  ro.use_graphs = !options_.disable_cuda_graph;
   // A step holds at most max_running_requests requests; prefill chunks stay
   // within max_batch_tokens but decode tokens (one per request) always run.
   ro.max_requests = options_.max_running_requests;
   ro.max_tokens = std::max<int64_t>(options_.max_batch_tokens, options_.max_running_requests);
   // The KV row length is at most the context rounded up to a page.
   ro.max_context = (context + options_.page_size - 1) / options_.page_size * options_.page_size;
+  ro.page_size = options_.page_size;
   absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner = CudaModelRunner::Create(ro);
   if (!runner.ok()) {
     return absl::Status(
@@ -191,6 +212,11 @@ absl::Status EngineRuntime::InitModel(uint64_t* device_free) {
                      options_.device == "auto" ? "; use --device=cpu to run on the CPU" : ""));
   }
   runner_ = *std::move(runner);
+  // What the model took (weights, activation buffers, cuBLAS): --mem_fraction
+  // counts it against the free memory before the model.
+  ASSIGN_OR_RETURN(DeviceMemoryInfo after, backend_->MemoryInfo());
+  *device_free = mem.free_bytes;
+  model_device_bytes_ = mem.free_bytes > after.free_bytes ? mem.free_bytes - after.free_bytes : 0;
   return absl::OkStatus();
 #else
   return absl::InternalError("a CUDA backend in a build without CUDA");
@@ -262,13 +288,16 @@ absl::Status EngineRuntime::Init() {
   // KV sizing.
   int64_t kv_bytes = options_.kv_cache_bytes;
   if (kv_bytes == 0 && options_.mem_fraction > 0) {
+    const int64_t model_bytes = backend_->kind() == "cuda"
+                                    ? static_cast<int64_t>(model_device_bytes_)
+                                    : static_cast<int64_t>(model_->weights().allocated_bytes());
     kv_bytes = static_cast<int64_t>(options_.mem_fraction * static_cast<double>(device_free)) -
-               static_cast<int64_t>(model_->weights().allocated_bytes());
+               model_bytes;
     if (kv_bytes <= 0) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "--mem_fraction=", options_.mem_fraction, " of ", device_free,
-          " free bytes leaves nothing for the KV cache after ",
-          model_->weights().allocated_bytes(), " bytes of weights"));
+          " free bytes leaves nothing for the KV cache after ", model_bytes,
+          " bytes of weights and model buffers"));
     }
   }
   if (kv_bytes == 0) kv_bytes = kDefaultKvBytes;
@@ -278,7 +307,8 @@ absl::Status EngineRuntime::Init() {
     sliding.push_back(t == LayerType::kSlidingAttention);
     (t == LayerType::kSlidingAttention ? sliding_layers : full_layers)++;
   }
-  const int64_t per_token_layer = int64_t{2} * c.num_kv_heads * c.head_dim * 4;
+  const int64_t per_token_layer = int64_t{2} * c.num_kv_heads * c.head_dim *
+                                  static_cast<int64_t>(kernels::cuda::DTypeBytes(dtypes_.kv_cache));
   const double ratio = sliding_layers > 0 ? options_.swa_full_tokens_ratio : 0.0;
   const double denominator = per_token_layer * (full_layers + ratio * sliding_layers);
   int64_t full_tokens = static_cast<int64_t>(static_cast<double>(kv_bytes) / denominator);
@@ -299,6 +329,7 @@ absl::Status EngineRuntime::Init() {
   ko.sliding_window = static_cast<int32_t>(c.sliding_window);
   ko.kv_heads = c.num_kv_heads;
   ko.head_dim = c.head_dim;
+  ko.dtype = static_cast<kvcache::KvDtype>(dtypes_.kv_cache);
   ko.full_capacity_tokens = full_tokens;
   ko.swa_capacity_tokens =
       sliding_layers > 0 ? std::max<int64_t>(static_cast<int64_t>(ratio * full_tokens),
@@ -342,8 +373,10 @@ absl::Status EngineRuntime::Init() {
                  << sliding_layers << " sliding, window " << c.sliding_window << "), "
                  << model_->weights().allocated_bytes() << " weight bytes; KV "
                  << kv_->DeviceBytes() << " bytes, " << full_tokens << " tokens (page "
-                 << options_.page_size << "), context " << max_context_tokens_ << ", forward on "
-                 << runner_->device_kind() << " (" << threads_->num_threads() << " CPU threads)";
+                 << options_.page_size << ", " << kernels::cuda::DTypeName(dtypes_.kv_cache)
+                 << "), context " << max_context_tokens_ << ", forward on " << runner_->device_kind()
+                 << " in " << kernels::cuda::DTypeName(dtypes_.compute) << " ("
+                 << threads_->num_threads() << " CPU threads)";
   return absl::OkStatus();
 }
 

@@ -14,14 +14,18 @@
 //   cpu   the CPU backend; the model's weights live in the pool's `weights`
 //         tag and the CPU forward reads them in place.
 //   cuda  (builds with --config=cuda only; otherwise FAILED_PRECONDITION
-//         "built without CUDA") the CUDA backend: the tagged pool, the KV
-//         cache and the caching allocator are device memory, the forward
-//         runs on the GPU (CudaModelRunner). The host ModelWeights (in a
-//         separate host pool that is never released) stays the master copy:
-//         weight updates stage in host memory (staging_allocator()), write
-//         it in Scheduler::CommitWeights and the runner re-uploads it to the
-//         device's `weights` tag inside the same commit. UNAVAILABLE when no
-//         GPU is usable.
+//         "built without CUDA") the CUDA backend on --device_ordinal (the
+//         init thread and the runner's threads make that device current):
+//         the tagged pool, the KV cache (--kv_cache_dtype) and the caching
+//         allocator are device memory, the forward runs on the GPU in
+//         --dtype (CudaModelRunner). The model is loaded into a host
+//         ModelWeights (float32, in a separate host pool) and converted onto
+//         the device; without --weights_host_backup the host copy's memory is
+//         then released, and a weight update maps it only while it commits
+//         (updates stage in host memory, staging_allocator(), write the host
+//         copy in Scheduler::CommitWeights and the runner uploads what they
+//         wrote inside the same commit). With --weights_host_backup it stays
+//         as a master. UNAVAILABLE when no GPU is usable.
 //   auto  cuda when this build has CUDA and a GPU is usable, else cpu (and
 //         says why in the log); always cpu with --tp_size > 1.
 //
@@ -45,6 +49,7 @@
 #include "engine/model/forward.h"
 #include "engine/model/model_runner.h"
 #include "engine/scheduler/scheduler.h"
+#include "engine/server/dtype_options.h"
 #include "engine/server/engine_options.h"
 #include "engine/tp/shard_plan.h"
 #include "engine/tp/tp_leader.h"
@@ -82,6 +87,8 @@ class EngineRuntime {
   // inside Scheduler::CommitWeights (which then updates the device copy).
   ModelWeights& weights() { return model_->weights(); }
   int32_t max_context_tokens() const { return max_context_tokens_; }
+  // The compute and KV cache dtypes in use (--dtype, --kv_cache_dtype).
+  const EngineDTypes& dtypes() const { return dtypes_; }
   int32_t eos_token_id() const { return eos_token_id_; }
   // Random, chosen when the runtime is created: a controller that sees it
   // change knows the engine restarted (GetServerInfo.instance_id).
@@ -137,6 +144,9 @@ class EngineRuntime {
   std::unique_ptr<Scheduler> scheduler_;
   int32_t max_context_tokens_ = 0;
   int32_t eos_token_id_ = -1;
+  EngineDTypes dtypes_;
+  // CUDA: device bytes the model took when it was built.
+  uint64_t model_device_bytes_ = 0;
   const std::string instance_id_;
 };
 

@@ -2,7 +2,8 @@
 // model runner; --device=cuda is refused with an actionable message when the
 // build has no CUDA (FAILED_PRECONDITION) or, in a CUDA build, when no GPU is
 // usable (UNAVAILABLE); --device=auto falls back to the CPU without a GPU.
-// The GPU path itself is tested by engine_runtime_cuda_test (--config=cuda).
+// The CPU refuses 16-bit dtypes for now. The GPU path itself is tested by
+// engine_runtime_cuda_test (--config=cuda).
 #include "engine/server/engine_runtime.h"
 
 #include <memory>
@@ -33,10 +34,11 @@ std::string TinyModelDir() {
   return dir;
 }
 
-EngineOptions Options(const std::string& device) {
+EngineOptions Options(const std::string& device, int device_ordinal = 0) {
   EngineOptions o;
   o.model_dir = TinyModelDir();
   o.device = device;
+  o.device_ordinal = device_ordinal;
   o.page_size = 4;
   o.kv_cache_bytes = int64_t{1} << 20;
   o.max_kv_rows = 8;
@@ -70,24 +72,50 @@ TEST(EngineRuntimeTest, CpuRunsTheCpuRunner) {
 }
 
 TEST(EngineRuntimeTest, CudaIsRefusedClearlyWhenUnavailable) {
-  absl::StatusOr<std::unique_ptr<EngineRuntime>> rt = EngineRuntime::Create(Options("cuda"));
 #ifdef COLO_WITH_CUDA_FORWARD
-  if (GpuUsable()) GTEST_SKIP() << "a GPU is usable: engine_runtime_cuda_test covers --device=cuda";
+  // With a GPU, an ordinal past the last device is as unusable as no GPU
+  // (engine_runtime_cuda_test covers --device=cuda working).
+  const int ordinal = GpuUsable() ? 4096 : 0;
+  absl::StatusOr<std::unique_ptr<EngineRuntime>> rt =
+      EngineRuntime::Create(Options("cuda", ordinal));
   EXPECT_THAT(rt.status(), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(std::string(rt.status().message()), HasSubstr("no usable GPU"));
+  if (ordinal != 0) {
+    EXPECT_THAT(std::string(rt.status().message()), HasSubstr("4096"));
+  }
 #else
+  absl::StatusOr<std::unique_ptr<EngineRuntime>> rt = EngineRuntime::Create(Options("cuda"));
   EXPECT_THAT(rt.status(), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(std::string(rt.status().message()), HasSubstr("built without CUDA"));
   EXPECT_THAT(std::string(rt.status().message()), HasSubstr("--config=cuda"));
 #endif
 }
 
+// No usable GPU (or, on a GPU machine, an ordinal past the last device):
+// auto runs on the CPU.
 TEST(EngineRuntimeTest, AutoFallsBackToCpu) {
-#ifdef COLO_WITH_CUDA_FORWARD
-  if (GpuUsable()) GTEST_SKIP() << "a GPU is usable: auto picks it (engine_runtime_cuda_test)";
-#endif
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<EngineRuntime> rt, EngineRuntime::Create(Options("auto")));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<EngineRuntime> rt,
+                       EngineRuntime::Create(Options("auto", 4096)));
   EXPECT_EQ(rt->backend().kind(), "cpu");
+  ExpectGenerates(*rt);
+}
+
+// The CPU computes in float32 only for now: an explicit 16-bit --dtype or a
+// --kv_cache_dtype other than auto is refused, naming the flag; auto works
+// (a bf16 checkpoint is converted on load, as before).
+TEST(EngineRuntimeTest, CpuRefusesSixteenBitDtypesClearly) {
+  EngineOptions o = Options("cpu");
+  o.dtype = "bfloat16";
+  EXPECT_THAT(EngineRuntime::Create(o).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--dtype=bfloat16")));
+  o.dtype = "auto";
+  o.kv_cache_dtype = "fp8_e4m3";
+  EXPECT_THAT(EngineRuntime::Create(o).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("--kv_cache_dtype")));
+  o.kv_cache_dtype = "auto";
+  o.dtype = "float32";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<EngineRuntime> rt, EngineRuntime::Create(o));
+  EXPECT_EQ(rt->dtypes().compute, kernels::cuda::DType::kFloat32);
   ExpectGenerates(*rt);
 }
 

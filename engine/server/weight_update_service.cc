@@ -113,6 +113,8 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::FinishTp(
 
 WeightUpdateService::WeightUpdateService(EngineRuntime* runtime) : runtime_(runtime) {
   defaults_.init_timeout = absl::Milliseconds(runtime->options().weight_sync_init_timeout_ms);
+  // NCCL groups use the engine's device (--device_ordinal).
+  defaults_.cuda_device = runtime->backend().device();
   defaults_.transfer_timeout =
       absl::Milliseconds(runtime->options().weight_sync_transfer_timeout_ms);
 }
@@ -257,17 +259,24 @@ absl::StatusOr<colo::v1::GetWeightChecksumsResponse> WeightUpdateService::Checks
     const colo::v1::GetWeightChecksumsRequest& request) {
   absl::StatusOr<colo::v1::GetWeightChecksumsResponse> result =
       absl::UnknownError("checksums not computed");
-  ModelWeights* weights = &runtime_->weights();
+  ModelRunner* runner = &runtime_->runner();
   EngineRuntime* runtime = runtime_;
   absl::Status s = runtime_->scheduler().RunBetweenSteps(
-      "GetWeightChecksums", [&result, &request, weights, runtime](bool resident) {
+      "GetWeightChecksums", [&result, &request, runner, runtime](bool resident) {
         if (!resident) {
           return absl::FailedPreconditionError(
               "GetWeightChecksums: the weights tag is released; ResumeTags(weights) first");
         }
-        result = runtime->tp() != nullptr ? TpWeightChecksums(*runtime, request)
-                                          : weight_sync::WeightChecksums(request, *weights);
-        return absl::OkStatus();
+        if (runtime->tp() != nullptr) {
+          result = TpWeightChecksums(*runtime, request);
+          return absl::OkStatus();
+        }
+        // Over the weights the forward reads (a GPU runner without a host
+        // master copies them back for this).
+        return runner->WithHostWeights([&](const ModelWeights& weights) {
+          result = weight_sync::WeightChecksums(request, weights);
+          return absl::OkStatus();
+        });
       });
   if (!s.ok()) return s;
   if (result.ok()) result->set_weight_version(runtime_->scheduler().Snapshot().weight_version);

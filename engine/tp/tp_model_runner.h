@@ -53,6 +53,12 @@ class TpModelRunner : public ModelRunner, public RankPeers {
   void WeightsDiscarded() override { model_->weights().MarkAllStale(); }
   int64_t NumStaleWeights() const override { return model_->weights().num_stale(); }
   RankPeers* peers() override { return this; }
+  // Rank 0's shard (checksums of a TP engine combine every rank's pieces:
+  // engine/tp/tp_checksums.h).
+  absl::Status WithHostWeights(
+      const std::function<absl::Status(const ModelWeights&)>& fn) override {
+    return fn(model_->weights());
+  }
 
   absl::StatusOr<std::vector<RankTransition>> Release(const std::vector<MemoryTag>& tags) override;
   absl::StatusOr<std::vector<RankTransition>> Resume(const std::vector<MemoryTag>& tags) override;

@@ -1,70 +1,74 @@
-// GEMM glue over cuBLAS: the CUDA counterpart of kernels/cpu/linear.h.
+// GEMM glue over cuBLASLt: the CUDA counterpart of kernels/cpu/linear.h.
 //
 //   y[m][n] = sum_k x[m][k] * w[n][k] (+ bias[n])
 //
-// x: [m][k] row-major, w: [n][k] row-major (the nn.Linear layout), bias: [n]
-// or nullptr, y: [m][n]; device pointers that must not alias. Computed with
-// cublasGemmEx in full fp32 (CUBLAS_COMPUTE_32F: no TF32), so results match
-// the CPU kernel within float rounding (the summation order differs).
+// x: [m][k] row-major, w: [n][k] row-major (the nn.Linear layout), both of
+// the compute dtype `in`; y: [m][n] of `out` (== in, or float32 for the
+// logits); bias: [n] of `out`, or nullptr. Device pointers that must not
+// alias. The math is fp32 accumulation (CUBLAS_COMPUTE_32F): tensor cores for
+// float16/bfloat16 inputs, plain fp32 for float32 inputs (no TF32), so a
+// float32 model matches the CPU kernel within float rounding.
 //
-// CublasHandle owns one cublasHandle_t (move-only). Linear() binds the
-// handle to `stream` when it differs from the last one (cublasSetStream, which
-// resets cuBLAS's workspace, so the workspace given to SetWorkspace is set
-// again right after). For CUDA-graph capture set a workspace first
-// (SetWorkspace, e.g. a buffer of the cuda_graph tag) so cuBLAS does not
-// allocate during capture.
+// Plans: the matmul descriptors and the heuristic's algorithm are cached per
+// (m, n, k, dtypes, pointer alignments, workspace) on first use (a host-only
+// query, allowed during CUDA-graph capture) and reused; the cache is
+// dropped whole when it reaches kMaxPlans. The workspace given to
+// SetWorkspace (e.g. a buffer of the cuda_graph tag) is passed to every
+// matmul, so nothing allocates during capture; without one the heuristic
+// picks algorithms that need none.
 //
-// Not thread-safe: one handle per thread (or external locking).
-// Errors: INVALID_ARGUMENT for bad shapes; cuBLAS failures are INTERNAL
-// (RESOURCE_EXHAUSTED for CUBLAS_STATUS_ALLOC_FAILED, UNAVAILABLE for
-// CUBLAS_STATUS_NOT_INITIALIZED) naming the call, the cuBLAS status and the
-// shape.
+// Move-only. Not thread-safe: one Gemm per thread (or external locking).
+// Errors: INVALID_ARGUMENT for bad shapes or dtypes; cuBLAS failures are
+// INTERNAL (RESOURCE_EXHAUSTED for CUBLAS_STATUS_ALLOC_FAILED, UNAVAILABLE
+// for CUBLAS_STATUS_NOT_INITIALIZED) naming the call, the status and the
+// shape; NOT_FOUND when the heuristic offers no algorithm.
 #ifndef COLO_KERNELS_CUDA_GEMM_H_
 #define COLO_KERNELS_CUDA_GEMM_H_
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/cuda/dtype.h"
 
 namespace colo::kernels::cuda {
 
-class CublasHandle {
+class Gemm {
  public:
-  // Creates a handle on the current device. UNAVAILABLE without a GPU.
-  static absl::StatusOr<CublasHandle> Create();
+  static constexpr size_t kMaxPlans = 8192;
 
-  CublasHandle() = default;
-  ~CublasHandle();
-  CublasHandle(CublasHandle&& other) noexcept;
-  CublasHandle& operator=(CublasHandle&& other) noexcept;
-  CublasHandle(const CublasHandle&) = delete;
-  CublasHandle& operator=(const CublasHandle&) = delete;
+  // Creates a cuBLASLt handle on the current device. UNAVAILABLE without a GPU.
+  static absl::StatusOr<Gemm> Create();
 
-  bool valid() const { return handle_ != nullptr; }
-  cublasHandle_t get() const { return handle_; }
+  Gemm();
+  ~Gemm();
+  Gemm(Gemm&& other) noexcept;
+  Gemm& operator=(Gemm&& other) noexcept;
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  bool valid() const;
 
   // Uses `workspace` (device memory, `bytes` long, not owned; must outlive
-  // the handle's use) instead of cuBLAS's own.
+  // the Gemm's use) for every matmul; clears the plan cache.
   absl::Status SetWorkspace(void* workspace, size_t bytes);
 
-  absl::Status Linear(const float* x, int64_t m, int64_t k, const float* w,
-                      int64_t n, const float* bias, float* y,
-                      cudaStream_t stream);
+  absl::Status Linear(const void* x, int64_t m, int64_t k, const void* w, int64_t n,
+                      const void* bias, void* y, DType in, DType out, cudaStream_t stream);
+
+  // Plans cached now (for tests).
+  size_t num_plans() const;
 
  private:
-  explicit CublasHandle(cublasHandle_t handle) : handle_(handle) {}
-  // Binds `stream` (and re-applies the workspace) if it is not bound yet.
-  absl::Status BindStream(cudaStream_t stream);
-
-  cublasHandle_t handle_ = nullptr;
-  cudaStream_t stream_ = nullptr;  // bound stream (nullptr = legacy default)
-  void* workspace_ = nullptr;
-  size_t workspace_bytes_ = 0;
+  struct State;
+  explicit Gemm(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
 };
 
 // cuBLAS status -> absl::Status naming `what`.

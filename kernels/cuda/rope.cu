@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/dtype_cuda.cuh"
 
 namespace colo::kernels::cuda {
 namespace {
@@ -9,9 +10,8 @@ namespace {
 constexpr int kThreads = 128;
 
 // One block per position.
-__global__ void RopeCosSinKernel(const float* inv_freq, int half,
-                                 const int64_t* positions, float* cos_out,
-                                 float* sin_out) {
+__global__ void RopeCosSinKernel(const float* inv_freq, int half, const int32_t* positions,
+                                 float* cos_out, float* sin_out) {
   const int64_t t = blockIdx.x;
   const float p = static_cast<float>(positions[t]);
   for (int i = threadIdx.x; i < half; i += kThreads) {
@@ -22,30 +22,30 @@ __global__ void RopeCosSinKernel(const float* inv_freq, int half,
 }
 
 // One block per (token, head); thread i rotates the pair (i, i + half).
-__global__ void ApplyRopeKernel(float* x, int num_heads, int head_dim,
-                                int64_t token_stride, const float* cos_table,
-                                const float* sin_table) {
+template <typename T>
+__global__ void ApplyRopeKernel(T* x, int head_dim, int64_t token_stride,
+                                const float* cos_table, const float* sin_table) {
   const int64_t t = blockIdx.x;
   const int h = blockIdx.y;
   const int half = head_dim / 2;
-  float* v = x + t * token_stride + static_cast<int64_t>(h) * head_dim;
+  T* v = x + t * token_stride + static_cast<int64_t>(h) * head_dim;
   const float* c = cos_table + t * half;
   const float* s = sin_table + t * half;
   for (int i = threadIdx.x; i < half; i += kThreads) {
-    const float a = v[i];
-    const float b = v[i + half];
-    // Explicit roundings: no FMA contraction, so the result is the CPU's.
-    v[i] = __fsub_rn(__fmul_rn(a, c[i]), __fmul_rn(b, s[i]));
-    v[i + half] = __fadd_rn(__fmul_rn(b, c[i]), __fmul_rn(a, s[i]));
+    const float a = ToFloat(v[i]);
+    const float b = ToFloat(v[i + half]);
+    // Explicit roundings: no FMA contraction, so float32 results are the CPU's.
+    v[i] = FromFloat<T>(__fsub_rn(__fmul_rn(a, c[i]), __fmul_rn(b, s[i])));
+    v[i + half] = FromFloat<T>(__fadd_rn(__fmul_rn(b, c[i]), __fmul_rn(a, s[i])));
   }
 }
 
 }  // namespace
 
-absl::Status RopeCosSin(const float* inv_freq, int half,
-                        const int64_t* positions, int64_t num_positions,
-                        float* cos_out, float* sin_out, cudaStream_t stream) {
-  if (half <= 0 || num_positions < 0) {
+absl::Status RopeCosSin(const float* inv_freq, int half, const int32_t* positions,
+                        int64_t num_positions, float* cos_out, float* sin_out,
+                        cudaStream_t stream) {
+  if (half <= 0 || num_positions < 0 || num_positions > 0x7fffffff) {
     return absl::InvalidArgumentError(absl::StrCat(
         "RopeCosSin: bad shape half=", half, " positions=", num_positions));
   }
@@ -55,21 +55,23 @@ absl::Status RopeCosSin(const float* inv_freq, int half,
   return LaunchStatus("RopeCosSinKernel");
 }
 
-absl::Status ApplyRope(float* x, int64_t num_tokens, int num_heads,
-                       int head_dim, int64_t token_stride,
-                       const float* cos_table, const float* sin_table,
+absl::Status ApplyRope(void* x, DType dtype, int64_t num_tokens, int num_heads, int head_dim,
+                       int64_t token_stride, const float* cos_table, const float* sin_table,
                        cudaStream_t stream) {
-  if (num_tokens < 0 || num_heads <= 0 || num_heads > 65535 || head_dim <= 0 ||
-      head_dim % 2 != 0 || token_stride < int64_t{num_heads} * head_dim) {
+  if (num_tokens < 0 || num_tokens > 0x7fffffff || num_heads <= 0 || num_heads > 65535 ||
+      head_dim <= 0 || head_dim % 2 != 0 || token_stride < int64_t{num_heads} * head_dim) {
     return absl::InvalidArgumentError(absl::StrCat(
         "ApplyRope: bad shape tokens=", num_tokens, " heads=", num_heads,
         " head_dim=", head_dim, " (must be even) token_stride=", token_stride));
   }
   if (num_tokens == 0) return absl::OkStatus();
   const dim3 grid(static_cast<unsigned>(num_tokens), static_cast<unsigned>(num_heads));
-  ApplyRopeKernel<<<grid, kThreads, 0, stream>>>(x, num_heads, head_dim,
-                                                 token_stride, cos_table, sin_table);
-  return LaunchStatus("ApplyRopeKernel");
+  return DispatchCompute(dtype, "ApplyRope", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    ApplyRopeKernel<T><<<grid, kThreads, 0, stream>>>(static_cast<T*>(x), head_dim,
+                                                     token_stride, cos_table, sin_table);
+    return LaunchStatus("ApplyRopeKernel");
+  });
 }
 
 }  // namespace colo::kernels::cuda

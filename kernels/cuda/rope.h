@@ -1,15 +1,17 @@
 // Rotary position embedding on the device (CUDA counterpart of
 // kernels/cpu/rope.h, Hugging Face "rotate_half" layout).
 //
-// RopeCosSin: cos_out/sin_out [num_positions][half] for positions[t]; the
-//   angle is formed in float32 as float(position) * inv_freq[i] (inv_freq is
-//   the float32 rounding of RopeInverseFrequencies), cos/sin are computed in
-//   double and rounded to float, exactly as the CPU kernel does.
-// ApplyRope: rotates x in place; token t's heads are
-//   x[t * token_stride + h * head_dim + i]; token t uses row t of the tables.
+// RopeCosSin: float cos_out/sin_out [num_positions][half] for positions[t];
+//   the angle is formed in float32 as float(position) * inv_freq[i]
+//   (inv_freq is the float32 rounding of RopeInverseFrequencies), cos/sin
+//   are computed in double and rounded to float, exactly as the CPU kernel
+//   does.
+// ApplyRope: rotates x (a compute dtype) in place in float math; token t's
+//   heads are x[t * token_stride + h * head_dim + i]; token t uses row t of
+//   the tables.
 // All pointers are device pointers; work is queued on `stream`.
-// Errors: INVALID_ARGUMENT for bad shapes (head_dim must be even); the launch
-// error otherwise.
+// Errors: INVALID_ARGUMENT for bad shapes or dtypes (head_dim must be even);
+// the launch error otherwise.
 #ifndef COLO_KERNELS_CUDA_ROPE_H_
 #define COLO_KERNELS_CUDA_ROPE_H_
 
@@ -18,16 +20,16 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/cuda/dtype.h"
 
 namespace colo::kernels::cuda {
 
-absl::Status RopeCosSin(const float* inv_freq, int half,
-                        const int64_t* positions, int64_t num_positions,
-                        float* cos_out, float* sin_out, cudaStream_t stream);
+absl::Status RopeCosSin(const float* inv_freq, int half, const int32_t* positions,
+                        int64_t num_positions, float* cos_out, float* sin_out,
+                        cudaStream_t stream);
 
-absl::Status ApplyRope(float* x, int64_t num_tokens, int num_heads,
-                       int head_dim, int64_t token_stride,
-                       const float* cos_table, const float* sin_table,
+absl::Status ApplyRope(void* x, DType dtype, int64_t num_tokens, int num_heads, int head_dim,
+                       int64_t token_stride, const float* cos_table, const float* sin_table,
                        cudaStream_t stream);
 
 }  // namespace colo::kernels::cuda

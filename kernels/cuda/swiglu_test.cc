@@ -12,22 +12,29 @@
 namespace colo::kernels::cuda {
 namespace {
 
+using testing::Download;
+using testing::Eps;
 using testing::ExpectAllNear;
 using testing::RandomFloats;
+using testing::RoundAll;
+using testing::Upload;
 
-TEST(CudaSwiGluTest, MatchesCpu) {
+TEST(CudaSwiGluTest, MatchesCpuInEveryDtype) {
   COLO_SKIP_WITHOUT_GPU();
   const int64_t tokens = 4, inter = 1375;
-  const std::vector<float> gate_up = RandomFloats(tokens * 2 * inter, 8, -8.0f, 8.0f);
-  std::vector<float> want(tokens * inter);
-  kernels::SwiGlu(gate_up.data(), tokens, inter, want.data());
   ASSERT_OK_AND_ASSIGN(CudaStream stream, CudaStream::Create());
-  ASSERT_OK_AND_ASSIGN(auto d_in, DeviceArray<float>::FromHost(gate_up));
-  ASSERT_OK_AND_ASSIGN(auto d_out, DeviceArray<float>::Create(want.size()));
-  ASSERT_OK(SwiGlu(d_in.data(), tokens, inter, d_out.data(), stream.get()));
-  ASSERT_OK(stream.Synchronize());
-  ASSERT_OK_AND_ASSIGN(std::vector<float> got, d_out.ToHost());
-  ExpectAllNear(got, want, 1e-6f, 1e-5f);
+  for (DType d : testing::kComputeDTypes) {
+    SCOPED_TRACE(DTypeName(d));
+    const std::vector<float> gate_up =
+        RoundAll(d, RandomFloats(tokens * 2 * inter, 8, -8.0f, 8.0f));
+    std::vector<float> want(tokens * inter);
+    kernels::SwiGlu(gate_up.data(), tokens, inter, want.data());
+    ASSERT_OK_AND_ASSIGN(auto d_in, Upload(gate_up, d, stream.get()));
+    ASSERT_OK_AND_ASSIGN(auto d_out, DeviceArray<uint8_t>::Create(want.size() * DTypeBytes(d)));
+    ASSERT_OK(SwiGlu(d_in.data(), tokens, inter, d_out.data(), d, stream.get()));
+    ASSERT_OK_AND_ASSIGN(std::vector<float> got, Download(d_out, d, stream.get()));
+    ExpectAllNear(got, want, 1e-6f, 1e-5f + Eps(d));
+  }
 }
 
 }  // namespace

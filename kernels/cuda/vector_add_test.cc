@@ -3,16 +3,17 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "gtest/gtest.h"
+#include "tests/util/gpu_required.h"
 
 namespace colo::kernels::cuda {
 namespace {
 
 TEST(VectorAddTest, AddsOnTheDevice) {
   std::string why;
-  if (UsableDeviceCount(&why) == 0) {
-    GTEST_SKIP() << "no usable CUDA device: " << why;
-  }
+  COLO_SKIP_OR_FAIL_WITHOUT_GPU(UsableDeviceCount(&why) == 0 ? absl::UnavailableError(why)
+                                                               : absl::OkStatus());
   const int64_t n = 1 << 20;
   std::vector<float> a(n), b(n), out(n, -1.0f);
   for (int64_t i = 0; i < n; ++i) {

@@ -15,6 +15,7 @@
 #include "engine/device/device_backend_factory.h"
 #include "gtest/gtest.h"
 #include "tests/engine/engine_fixture.h"
+#include "tests/util/gpu_required.h"
 #include "tests/util/greedy_agreement.h"
 #include "tests/util/status_matchers.h"
 
@@ -72,7 +73,7 @@ int ExpectAgree(const std::vector<GenerateResult>& want, const std::vector<Gener
 
 TEST(GenerateCudaTest, MatchesCpuAndServesAnUpdateAfterReleaseResume) {
   absl::StatusOr<std::unique_ptr<engine::DeviceBackend>> gpu = engine::CreateDeviceBackend("cuda");
-  if (!gpu.ok()) GTEST_SKIP() << "no usable CUDA device: " << gpu.status().message();
+  COLO_SKIP_OR_FAIL_WITHOUT_GPU(gpu.status());
   gpu->reset();  // the engine process owns the device
 
   ASSERT_OK_AND_ASSIGN(std::string dir_a, MakeTinyModel("cuda_gen_a", Model(31)));

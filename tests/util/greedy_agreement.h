@@ -21,26 +21,37 @@ namespace colo::test_util {
 inline constexpr float kAgreementLogprobTolerance = 2e-3f;
 inline constexpr float kNearTieTolerance = 1e-2f;
 
+// The tolerances of a comparison: equal tokens' logprobs within
+// logprob * (1 + |logprob|), and a first difference whose logprobs are
+// within near_tie. The defaults are for two float32 engines; a bf16/fp16
+// engine against a float32 one needs wider ones (its activations round at
+// every layer).
+struct AgreementTolerance {
+  float logprob = kAgreementLogprobTolerance;
+  float near_tie = kNearTieTolerance;
+};
+
 // Expects one request's outputs to agree as described above; returns the
 // number of positions that matched. `what` names the request in failures.
 inline int ExpectAgreeUpToNearTie(const std::vector<int32_t>& want_tokens,
                                   const std::vector<float>& want_logprobs,
                                   const std::vector<int32_t>& got_tokens,
                                   const std::vector<float>& got_logprobs,
-                                  const std::string& what) {
+                                  const std::string& what,
+                                  const AgreementTolerance& tol = AgreementTolerance()) {
   EXPECT_EQ(want_tokens.size(), got_tokens.size()) << what;
   const size_t n = std::min({want_tokens.size(), got_tokens.size(), want_logprobs.size(),
                              got_logprobs.size()});
   int matched = 0;
   for (size_t i = 0; i < n; ++i) {
     if (want_tokens[i] != got_tokens[i]) {
-      EXPECT_NEAR(want_logprobs[i], got_logprobs[i], kNearTieTolerance)
+      EXPECT_NEAR(want_logprobs[i], got_logprobs[i], tol.near_tie)
           << what << " position " << i << ": tokens " << want_tokens[i] << " vs "
           << got_tokens[i] << " are not a near-tie";
       break;
     }
     EXPECT_NEAR(want_logprobs[i], got_logprobs[i],
-                kAgreementLogprobTolerance * (1 + std::fabs(want_logprobs[i])))
+                tol.logprob * (1 + std::fabs(want_logprobs[i])))
         << what << " position " << i;
     ++matched;
   }
