@@ -246,6 +246,12 @@ absl::StatusOr<int32_t> NcclTransport::AllReduceMin(int32_t value) {
 
 absl::Status NcclTransport::Barrier() { return AllReduceMin(0).status(); }
 
+bool NcclTransport::broken() const {
+  if (broken_.load()) return true;
+  return rendezvous_ != nullptr && rendezvous_->client != nullptr &&
+         rendezvous_->client->PeerClosed();
+}
+
 void NcclTransport::Close() {
   if (stream_ == nullptr) return;
   cudaSetDevice(options_.cuda_device);

@@ -69,7 +69,8 @@ class NcclTransport : public Transport {
   // Aborts the communicator (ncclCommAbort: releases it without waiting for
   // peers), frees the stream and scratch memory, closes the rendezvous.
   void Close() override;
-  bool broken() const override { return broken_.load(); }
+  // Also true once the master's rendezvous connection closed.
+  bool broken() const override;
 
  private:
   NcclTransport(const TransportOptions& options, std::unique_ptr<Rendezvous> rendezvous,

@@ -30,6 +30,20 @@ absl::StatusOr<std::string> RecvString(int fd, absl::Time deadline,
 // Resolves an IPv4 address ("" = any). UNAVAILABLE naming the host.
 absl::StatusOr<std::string> ResolveIpv4(const std::string& host);
 
+// Connects a blocking TCP socket (TCP_NODELAY, close-on-exec) to ipv4:port,
+// retrying refused or unanswered attempts with a capped backoff until the
+// deadline: the peer may not be listening yet. DEADLINE_EXCEEDED naming
+// `what` and the last error when the deadline passes.
+absl::StatusOr<int> ConnectWithRetry(const std::string& ipv4, int port,
+                                     absl::Time deadline, const std::string& what);
+
+// True when the peer of a connected socket closed or reset it (poll with
+// POLLRDHUP, no wait; pending data is not consumed).
+bool SocketPeerClosed(int fd);
+
+// The local IPv4 address of a connected socket ("" when unknown).
+std::string LocalIpv4(int fd);
+
 }  // namespace weight_sync
 }  // namespace colo
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proto/logging/logging.h"
+#include "weight_sync/finite_check.h"
 
 namespace colo {
 namespace engine {
@@ -166,6 +167,7 @@ absl::Status ModelWeightUpdateSink::Stage(const std::string& name, size_t offset
   if (!shadow.ok()) return shadow.status();
   if (bytes == 0) return absl::OkStatus();
   std::memcpy(static_cast<char*>((*shadow)->data) + offset, data, bytes);
+  (*shadow)->checked_finite = false;
   AddRange(*shadow, offset, offset + bytes);
   staged_bytes_ += bytes;
   return absl::OkStatus();
@@ -183,6 +185,7 @@ absl::Status ModelWeightUpdateSink::MarkStaged(const std::string& name,
   absl::StatusOr<Shadow*> shadow = RangeOf(name, offset, bytes);
   if (!shadow.ok()) return shadow.status();
   if (bytes == 0) return absl::OkStatus();
+  (*shadow)->checked_finite = false;
   AddRange(*shadow, offset, offset + bytes);
   staged_bytes_ += bytes;
   return absl::OkStatus();
@@ -197,9 +200,19 @@ absl::Status ModelWeightUpdateSink::CheckComplete() const {
                                      " of ", s.spec.Bytes(), " bytes missing)"));
     }
   }
-  if (missing.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "incomplete weight update: ", absl::StrJoin(missing, ", ")));
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("incomplete weight update: ", absl::StrJoin(missing, ", ")));
+  }
+  if (!options_.check_finite) return absl::OkStatus();
+  for (const std::string& name : order_) {
+    const Shadow& s = shadows_.at(name);
+    if (s.checked_finite || s.spec.Bytes() == 0) continue;
+    absl::Status st = weight_sync::CheckFinite(s.spec, s.data);
+    if (!st.ok()) return st;
+    s.checked_finite = true;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ModelWeightUpdateSink::Commit() {

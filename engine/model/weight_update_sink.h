@@ -8,7 +8,9 @@
 // holding its wire bytes; the live weights are not touched before Commit.
 // Commit converts every shadow into the live tensor in place, then frees
 // the shadows. Partial updates (a subset of the model's tensors) are
-// allowed.
+// allowed. With Options::check_finite (the default), CheckComplete also
+// rejects NaN/infinite values (weight_sync/finite_check.h), scanning each
+// complete shadow once, so every update path refuses them before commit.
 //
 // Zero-copy commit: when the allocator's backend can exchange pages
 // (DeviceBackend::ExchangePages; the CPU backend can), a float32 shadow of
@@ -48,6 +50,8 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
   struct Options {
     ModelWeights* weights = nullptr;      // required, not owned
     CachingAllocator* allocator = nullptr;  // required, not owned
+    // Reject NaN / infinite values in CheckComplete.
+    bool check_finite = true;
   };
   // INVALID_ARGUMENT when a pointer is missing.
   static absl::StatusOr<std::unique_ptr<ModelWeightUpdateSink>> Create(
@@ -98,6 +102,9 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
     void* block = nullptr;  // the allocator block holding data (freed later)
     std::map<size_t, size_t> covered;  // disjoint [begin, end) byte ranges
     size_t covered_bytes = 0;
+    // Set once the complete shadow passed the finite check (cleared when
+    // bytes are staged again).
+    mutable bool checked_finite = false;
   };
   explicit ModelWeightUpdateSink(const Options& options) : options_(options) {}
   static void AddRange(Shadow* shadow, size_t begin, size_t end);
