@@ -45,7 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--train_mb", type=int, default=64,
                    help="working memory the 'training' step allocates (MiB)")
     p.add_argument("--token_file", default=None, help="bearer token for controller and engines")
-    p.add_argument("--chunk_bytes", type=int, default=4 << 20)
+    p.add_argument("--chunk_bytes", type=int, default=None,
+                   help="cap per message (default: fit the engine's receive limit)")
     p.add_argument("--json", action="store_true", help="print one JSON object per cycle")
     return p.parse_args(argv)
 

@@ -1,0 +1,266 @@
+"""Same-device weight handoff (RolloutEngine.UpdateWeightsFromIpc): the
+trainer shares its tensors by handle instead of sending their bytes.
+
+CPU tensors go through two POSIX shared-memory buckets (files under
+/dev/shm, `bucket_bytes` each, used alternately): while the engine copies
+bucket k the trainer fills bucket k+1, and a bucket is refilled only after
+the engine acknowledged it, so a model of any size needs 2 x bucket_bytes
+of extra memory. Tensors larger than a bucket go in pieces.
+
+CUDA tensors are shared zero-copy: each bucket names the CUDA IPC handles
+of the tensors' storages (torch's storage._share_cuda_(): the 64-byte
+cudaIpcMemHandle_t and the storage's offset inside its allocation); the
+engine opens them, copies on its own stream, synchronizes and closes them
+before it acknowledges. The trainer's current CUDA stream is synchronized
+before the first bucket is sent, and the tensors must stay alive and
+unchanged until update_weights_from_ipc returns.
+
+torch is imported lazily.
+"""
+
+import mmap
+import os
+import threading
+import uuid
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from colo.v1 import common_pb2, engine_pb2
+
+from colo_client.tensors import NamedTensors, dtype_name, items
+
+DEFAULT_BUCKET_BYTES = 256 * 1024 * 1024
+DEFAULT_SHM_DIR = "/dev/shm"
+
+
+def ipc_domain() -> str:
+    """Where this process can share memory: "<kernel boot id>/<IPC
+    namespace>", the string engines report as GetServerInfo.ipc_domain.
+    Equal strings mean UpdateWeightsFromIpc works between the two."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip() or "unknown-boot"
+    except OSError:
+        boot = "unknown-boot"
+    try:
+        ns = os.readlink("/proc/self/ns/ipc")
+    except OSError:
+        ns = "ipc:[unknown]"
+    return f"{boot}/{ns}"
+
+
+def _shape(tensor: Any) -> Any:
+    return common_pb2.TensorShape(dims=list(tensor.shape))
+
+
+class ShmBucket:
+    """One shared-memory file of `size` bytes, mapped read-write; removed on
+    close()."""
+
+    def __init__(self, size: int, directory: str = DEFAULT_SHM_DIR):
+        import torch
+
+        self.size = size
+        self.path = os.path.join(directory, f"colo-ipc-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self.view = torch.frombuffer(self._map, dtype=torch.uint8)
+
+    def close(self) -> None:
+        self.view = None
+        try:
+            self._map.close()
+        except BufferError:
+            pass  # a view is still alive; the file is removed anyway
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _byte_view(tensor: Any) -> Any:
+    """A flat uint8 view of a contiguous CPU tensor (any of the 3 dtypes)."""
+    import torch
+
+    t = tensor.detach()
+    if t.device.type != "cpu":
+        raise ValueError("CPU path got a tensor on " + str(t.device))
+    t = t.contiguous().reshape(-1)
+    return t.view(torch.uint8) if t.numel() > 0 else torch.empty(0, dtype=torch.uint8)
+
+
+def cpu_buckets(named_tensors: NamedTensors, buckets: List[ShmBucket],
+                wait_reusable: Callable[[int], None]) -> Iterator[Any]:
+    """IpcBucket messages for CPU tensors packed into `buckets` (used in
+    turn). Before bucket k is (re)filled, wait_reusable(k - len(buckets)) is
+    called: it must return once the engine acknowledged that bucket."""
+    seen = set()
+    index = 0
+    slot = buckets[0]
+    used = 0
+    pending: List[Any] = []
+
+    def flush() -> Any:
+        nonlocal index, used, pending, slot
+        msg = engine_pb2.IpcBucket(
+            segments=[engine_pb2.IpcSegment(shm_path=slot.path, offset_bytes=0, size_bytes=used)],
+            tensors=pending)
+        index += 1
+        used = 0
+        pending = []
+        return msg
+
+    def claim() -> None:
+        nonlocal slot
+        if index >= len(buckets):
+            wait_reusable(index - len(buckets))
+        slot = buckets[index % len(buckets)]
+
+    claim()
+    for name, tensor in items(named_tensors):
+        if name in seen:
+            raise ValueError(f"tensor '{name}' given twice")
+        seen.add(name)
+        dtype = dtype_name(tensor)
+        data = _byte_view(tensor)
+        total = int(data.numel())
+        offset = 0
+        while True:
+            room = slot.size - used
+            remaining = total - offset
+            # A tensor that fits a bucket is not split across two.
+            if room == 0 or (offset == 0 and pending and room < remaining <= slot.size):
+                yield flush()
+                claim()
+                continue
+            n = min(room, remaining)
+            if n > 0:
+                slot.view[used:used + n].copy_(data[offset:offset + n])
+            pending.append(engine_pb2.IpcTensor(
+                name=name, dtype=dtype, shape=_shape(tensor), segment=0, offset_bytes=used,
+                tensor_offset_bytes=offset, length_bytes=n))
+            used += n
+            offset += n
+            if offset >= total:
+                break
+    if pending:
+        yield flush()
+
+
+def share_cuda(tensor: Any) -> Tuple[bytes, int, int, int]:
+    """(handle, storage offset in its allocation, storage bytes, tensor byte
+    offset inside the storage) of a contiguous CUDA tensor, from torch's
+    storage._share_cuda_()."""
+    storage = tensor.untyped_storage()
+    shared = storage._share_cuda_()
+    # (device, handle, size_bytes, offset_bytes, ref_counter_handle,
+    #  ref_counter_offset, event_handle, event_sync_required)
+    handle, size_bytes, offset_bytes = shared[1], int(shared[2]), int(shared[3])
+    return bytes(handle), offset_bytes, size_bytes, tensor.storage_offset() * tensor.element_size()
+
+
+def cuda_buckets(named_tensors: NamedTensors, bucket_bytes: int,
+                 share: Callable[[Any], Tuple[bytes, int, int, int]] = share_cuda,
+                 keep: Optional[List[Any]] = None) -> Iterator[Any]:
+    """IpcBucket messages naming CUDA IPC handles (zero copy); a bucket
+    groups tensors up to `bucket_bytes`. Tensors that are not contiguous are
+    made contiguous first (those copies are kept alive in `keep`)."""
+    seen = set()
+    segments: List[Any] = []
+    by_handle: Dict[bytes, int] = {}
+    tensors: List[Any] = []
+    size = 0
+    for name, tensor in items(named_tensors):
+        if name in seen:
+            raise ValueError(f"tensor '{name}' given twice")
+        seen.add(name)
+        dtype = dtype_name(tensor)
+        t = tensor.detach()
+        if not t.is_contiguous():
+            t = t.contiguous()
+            if keep is not None:
+                keep.append(t)
+        handle, storage_offset, storage_bytes, offset = share(t)
+        if handle not in by_handle:
+            by_handle[handle] = len(segments)
+            segments.append(engine_pb2.IpcSegment(cuda_ipc_handle=handle,
+                                                  offset_bytes=storage_offset,
+                                                  size_bytes=storage_bytes))
+        nbytes = t.numel() * t.element_size()
+        tensors.append(engine_pb2.IpcTensor(name=name, dtype=dtype, shape=_shape(tensor),
+                                            segment=by_handle[handle], offset_bytes=offset,
+                                            length_bytes=nbytes))
+        size += nbytes
+        if size >= bucket_bytes:
+            yield engine_pb2.IpcBucket(segments=segments, tensors=tensors)
+            segments, by_handle, tensors, size = [], {}, [], 0
+    if tensors:
+        yield engine_pb2.IpcBucket(segments=segments, tensors=tensors)
+
+
+class CallEnded(RuntimeError):
+    """The UpdateWeightsFromIpc call ended while buckets were being built."""
+
+
+class AckTracker:
+    """Counts the engine's bucket acknowledgements; wait(k) blocks until
+    bucket k was acknowledged or the call failed (then it raises)."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._acked = 0
+        self._failed: Optional[BaseException] = None
+
+    def ack(self, bucket: int) -> None:
+        with self._cv:
+            self._acked = max(self._acked, bucket + 1)
+            self._cv.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        with self._cv:
+            self._failed = error
+            self._cv.notify_all()
+
+    def wait(self, bucket: int) -> None:
+        with self._cv:
+            while self._acked <= bucket and self._failed is None:
+                self._cv.wait()
+            if self._acked <= bucket:
+                raise CallEnded("the UpdateWeightsFromIpc call ended") from self._failed
+
+
+def requests(buckets: Iterable[Any], weight_version: str, flush_cache: bool,
+             on_error: Callable[[BaseException], None]) -> Iterator[Any]:
+    """The request stream: every bucket, then the commit. A failure while
+    building buckets is reported with on_error and ends the stream without a
+    commit (the engine then applies nothing)."""
+    try:
+        for b in buckets:
+            yield engine_pb2.IpcUpdateRequest(bucket=b)
+    except BaseException as e:  # noqa: BLE001 - re-raised by the caller
+        on_error(e)
+        return
+    yield engine_pb2.IpcUpdateRequest(commit=engine_pb2.WeightCommit(
+        weight_version=weight_version, flush_cache=flush_cache))
+
+
+def is_cuda(named_tensors: NamedTensors) -> Tuple[bool, NamedTensors]:
+    """Whether the tensors are on a GPU (judged by the first one), and the
+    tensors again (an iterator's first item is put back)."""
+    if isinstance(named_tensors, dict) or hasattr(named_tensors, "items"):
+        values = list(named_tensors.values())
+        return bool(values) and values[0].device.type == "cuda", named_tensors
+    it = iter(named_tensors)
+    try:
+        first = next(it)
+    except StopIteration:
+        return False, []
+
+    def chain() -> Iterator[Tuple[str, Any]]:
+        yield first
+        yield from it
+
+    return first[1].device.type == "cuda", chain()
