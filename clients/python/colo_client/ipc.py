@@ -52,13 +52,20 @@ def _shape(tensor: Any) -> Any:
     return common_pb2.TensorShape(dims=list(tensor.shape))
 
 
+class CallEnded(RuntimeError):
+    """The UpdateWeightsFromIpc call ended while buckets were being built."""
+
+
 class ShmBucket:
     """One shared-memory file of `size` bytes, mapped read-write; removed on
-    close()."""
+    close(). write() and close() exclude each other, so a bucket being
+    filled by gRPC's request thread is never unmapped under it."""
 
     def __init__(self, size: int, directory: str = DEFAULT_SHM_DIR):
         import torch
 
+        self._lock = threading.Lock()
+        self._closed = False
         self.size = size
         self.path = os.path.join(directory, f"colo-ipc-{os.getpid()}-{uuid.uuid4().hex[:12]}")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
@@ -69,12 +76,21 @@ class ShmBucket:
             os.close(fd)
         self.view = torch.frombuffer(self._map, dtype=torch.uint8)
 
+    def write(self, offset: int, data: Any) -> None:
+        """Copies the uint8 tensor `data` to `offset`; CallEnded once closed."""
+        with self._lock:
+            if self._closed:
+                raise CallEnded("the bucket was closed (the call ended)")
+            self.view[offset:offset + data.numel()].copy_(data)
+
     def close(self) -> None:
-        self.view = None
-        try:
-            self._map.close()
-        except BufferError:
-            pass  # a view is still alive; the file is removed anyway
+        with self._lock:
+            self._closed = True
+            self.view = None
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # a view is still alive; the file is removed anyway
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -138,7 +154,7 @@ def cpu_buckets(named_tensors: NamedTensors, buckets: List[ShmBucket],
                 continue
             n = min(room, remaining)
             if n > 0:
-                slot.view[used:used + n].copy_(data[offset:offset + n])
+                slot.write(used, data[offset:offset + n])
             pending.append(engine_pb2.IpcTensor(
                 name=name, dtype=dtype, shape=_shape(tensor), segment=0, offset_bytes=used,
                 tensor_offset_bytes=offset, length_bytes=n))
@@ -201,10 +217,6 @@ def cuda_buckets(named_tensors: NamedTensors, bucket_bytes: int,
         yield engine_pb2.IpcBucket(segments=segments, tensors=tensors)
 
 
-class CallEnded(RuntimeError):
-    """The UpdateWeightsFromIpc call ended while buckets were being built."""
-
-
 class AckTracker:
     """Counts the engine's bucket acknowledgements; wait(k) blocks until
     bucket k was acknowledged or the call failed (then it raises)."""
@@ -240,7 +252,8 @@ def requests(buckets: Iterable[Any], weight_version: str, flush_cache: bool,
     try:
         for b in buckets:
             yield engine_pb2.IpcUpdateRequest(bucket=b)
-    except BaseException as e:  # noqa: BLE001 - re-raised by the caller
+    except Exception as e:  # noqa: BLE001 - re-raised by the caller
+        # (GeneratorExit, when gRPC closes the stream early, is not caught.)
         on_error(e)
         return
     yield engine_pb2.IpcUpdateRequest(commit=engine_pb2.WeightCommit(
