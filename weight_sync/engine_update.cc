@@ -159,6 +159,8 @@ absl::StatusOr<UpdateTimings> ReceiveOverGroup(
     ro.sink = sink->get();
     ro.run_commit = env.run_commit;
     ro.rejection = rejection;
+    ro.device_staging = env.device_staging;
+    ro.device_backend = env.device_backend;
     return ReceiveTorchUpdate(ro, *specs);
   }
   if (!rejection.ok()) return rejection;

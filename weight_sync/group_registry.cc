@@ -15,7 +15,11 @@ std::shared_ptr<Transport> GroupRegistry::Drop(Entry* entry) {
   std::shared_ptr<Transport> t = std::move(entry->transport);
   // A torch transport can be shut down under a running update (it then
   // fails at once); colo transports close when the last holder lets go.
-  if (t != nullptr && t->rendezvous() == "torch") t->Close();
+  // (TorchTransport over gloo; NCCL communicators are not closed under a
+  // running collective.)
+  if (t != nullptr && t->rendezvous() == "torch" && t->memory_space() == MemorySpace::kHost) {
+    t->Close();
+  }
   return t;
 }
 

@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/device/device_backend.h"
+#include "engine/memory/caching_allocator.h"
 #include "weight_sync/receiver.h"
 #include "weight_sync/tensor_spec.h"
 #include "weight_sync/transport.h"
@@ -38,6 +40,11 @@ struct TorchReceiveOptions {
   CommitRunner run_commit;         // null = commit inline
   // When not OK, the update is drained and this is returned.
   absl::Status rejection;
+  // Device transports (a torch NCCL group): each tensor lands in a device
+  // buffer from `device_staging`, then is copied to the sink's host staging
+  // area with `device_backend`. Both required then.
+  engine::CachingAllocator* device_staging = nullptr;
+  engine::DeviceBackend* device_backend = nullptr;
 };
 
 absl::StatusOr<UpdateTimings> ReceiveTorchUpdate(const TorchReceiveOptions& options,

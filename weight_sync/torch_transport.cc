@@ -38,6 +38,14 @@ std::vector<TorchGroupLayout> TorchGroupLayouts(TorchStoreProtocol protocol,
   return out;
 }
 
+std::string TorchNcclUniqueIdKey(TorchStoreProtocol protocol, const TorchGroupLayout& layout) {
+  // ProcessGroupNCCL stores the id under std::to_string(ncclCommCounter_++)
+  // in its backend store: "cuda/" under the group's store on torch 2.x, the
+  // group's store itself on 1.x.
+  return protocol == TorchStoreProtocol::kV2 ? absl::StrCat(layout.pg_prefix, "/cuda//0")
+                                             : absl::StrCat(layout.pg_prefix, "0");
+}
+
 absl::StatusOr<std::unique_ptr<TorchTransport>> TorchTransport::Create(
     const TransportOptions& options) {
   absl::Status st = ValidateTransportOptions(options);

@@ -67,6 +67,10 @@ std::vector<TorchGroupLayout> TorchGroupLayouts(TorchStoreProtocol protocol,
                                                 const std::string& torch_group,
                                                 const std::string& group_name);
 
+// The store key of the NCCL unique id rank 0's ProcessGroupNCCL sets for
+// the group's first communicator (see nccl_transport.h).
+std::string TorchNcclUniqueIdKey(TorchStoreProtocol protocol, const TorchGroupLayout& layout);
+
 class TorchTransport : public Transport {
  public:
   // See the file comment; errors as CreateTransport (transport.h), plus

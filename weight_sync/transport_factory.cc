@@ -15,7 +15,7 @@ namespace weight_sync {
 
 absl::StatusOr<std::unique_ptr<Transport>> CreateTransport(
     const TransportOptions& options, std::unique_ptr<TcpStoreServer> server) {
-  if (options.rendezvous == "torch") {
+  if (options.rendezvous == "torch" && options.backend != "nccl") {
     absl::StatusOr<std::unique_ptr<TorchTransport>> t = TorchTransport::Create(options);
     if (!t.ok()) return t.status();
     return std::unique_ptr<Transport>(std::move(t).value());

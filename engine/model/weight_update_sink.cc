@@ -170,6 +170,7 @@ absl::Status ModelWeightUpdateSink::Stage(const std::string& name, size_t offset
   (*shadow)->checked_finite = false;
   AddRange(*shadow, offset, offset + bytes);
   staged_bytes_ += bytes;
+  CheckIfComplete(*shadow);
   return absl::OkStatus();
 }
 
@@ -188,7 +189,17 @@ absl::Status ModelWeightUpdateSink::MarkStaged(const std::string& name,
   (*shadow)->checked_finite = false;
   AddRange(*shadow, offset, offset + bytes);
   staged_bytes_ += bytes;
+  CheckIfComplete(*shadow);
   return absl::OkStatus();
+}
+
+void ModelWeightUpdateSink::CheckIfComplete(Shadow* shadow) const {
+  if (!options_.check_finite || shadow->covered_bytes != shadow->spec.Bytes() ||
+      shadow->spec.Bytes() == 0) {
+    return;
+  }
+  shadow->finite = weight_sync::CheckFinite(shadow->spec, shadow->data);
+  shadow->checked_finite = true;
 }
 
 absl::Status ModelWeightUpdateSink::CheckComplete() const {
@@ -207,10 +218,12 @@ absl::Status ModelWeightUpdateSink::CheckComplete() const {
   if (!options_.check_finite) return absl::OkStatus();
   for (const std::string& name : order_) {
     const Shadow& s = shadows_.at(name);
-    if (s.checked_finite || s.spec.Bytes() == 0) continue;
-    absl::Status st = weight_sync::CheckFinite(s.spec, s.data);
-    if (!st.ok()) return st;
-    s.checked_finite = true;
+    if (s.spec.Bytes() == 0) continue;
+    if (!s.checked_finite) {
+      s.finite = weight_sync::CheckFinite(s.spec, s.data);
+      s.checked_finite = true;
+    }
+    if (!s.finite.ok()) return s.finite;
   }
   return absl::OkStatus();
 }

@@ -9,8 +9,10 @@
 // Commit converts every shadow into the live tensor in place, then frees
 // the shadows. Partial updates (a subset of the model's tensors) are
 // allowed. With Options::check_finite (the default), CheckComplete also
-// rejects NaN/infinite values (weight_sync/finite_check.h), scanning each
-// complete shadow once, so every update path refuses them before commit.
+// rejects NaN/infinite values (weight_sync/finite_check.h), so every update
+// path refuses them before commit; each shadow is scanned once, when its
+// last byte is staged (so receivers that stage on a pipeline thread hide the
+// scan behind the next transfer).
 //
 // Zero-copy commit: when the allocator's backend can exchange pages
 // (DeviceBackend::ExchangePages; the CPU backend can), a float32 shadow of
@@ -102,12 +104,16 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
     void* block = nullptr;  // the allocator block holding data (freed later)
     std::map<size_t, size_t> covered;  // disjoint [begin, end) byte ranges
     size_t covered_bytes = 0;
-    // Set once the complete shadow passed the finite check (cleared when
-    // bytes are staged again).
+    // The finite check of the complete shadow, run as soon as its last byte
+    // is staged (on the staging thread, overlapping the next transfer) and
+    // cleared when bytes are staged again.
     mutable bool checked_finite = false;
+    mutable absl::Status finite;
   };
   explicit ModelWeightUpdateSink(const Options& options) : options_(options) {}
   static void AddRange(Shadow* shadow, size_t begin, size_t end);
+  // After bytes of `shadow` were staged: scan it once complete.
+  void CheckIfComplete(Shadow* shadow) const;
   // The begun shadow covering [offset, offset + bytes), or an error.
   absl::StatusOr<Shadow*> RangeOf(const std::string& name, size_t offset,
                                   size_t bytes);

@@ -246,5 +246,32 @@ class IpcBadInputTest(unittest.TestCase):
         self.assertFalse(os.path.exists(b.path))
 
 
+@unittest.skipUnless(torch.cuda.is_available(), "no CUDA device: the GPU path runs on a GPU machine")
+class CudaIpcTest(unittest.TestCase):
+    """CUDA tensors handed over by CUDA IPC handle (zero copy): the engine
+    (any build: it opens handles through the driver) copies them into its
+    staging, synchronizes and closes them before each acknowledgement."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = tiny_model(os.path.join(TMP, "cuda_small"), "--layers=1", "--hidden=64",
+                               "--heads=4", "--kv_heads=2", "--vocab=128", "--seed=2")
+        cls.engine = start_engine("cuda_small", cls.model)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.engine.stop()
+
+    def test_cuda_tensors_float32_and_bfloat16(self):
+        with EngineClient(self.engine.address, timeout=120) as c:
+            for dtype, version in ((torch.float32, "cuda-f32"), (torch.bfloat16, "cuda-bf16")):
+                cpu = random_like(c, seed=21, dtype=dtype)
+                gpu = {n: t.cuda() for n, t in cpu.items()}
+                result = c.update_weights_from_ipc(gpu, version, bucket_bytes=1 << 14)
+                self.assertEqual(result.num_tensors, len(gpu))
+                self.assertEqual(c.get_weight_checksums(), {n: crc_of(t) for n, t in cpu.items()})
+                self.assertEqual(c.get_server_info().weight_version, version)
+
+
 if __name__ == "__main__":
     unittest.main()

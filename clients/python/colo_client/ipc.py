@@ -170,7 +170,10 @@ def share_cuda(tensor: Any) -> Tuple[bytes, int, int, int]:
     """(handle, storage offset in its allocation, storage bytes, tensor byte
     offset inside the storage) of a contiguous CUDA tensor, from torch's
     storage._share_cuda_()."""
-    storage = tensor.untyped_storage()
+    if hasattr(tensor, "untyped_storage"):
+        storage = tensor.untyped_storage()
+    else:  # torch < 2.0
+        storage = tensor.storage()._untyped()
     shared = storage._share_cuda_()
     # (device, handle, size_bytes, offset_bytes, ref_counter_handle,
     #  ref_counter_offset, event_handle, event_sync_required)
