@@ -291,6 +291,7 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromIpc(
   if (!sink.ok()) return sink.status();
   IpcUpdateOptions options = ipc;
   options.sink = sink->get();
+  options.check_finite = env.check_finite;
   IpcStreamUpdate update(options);
   UpdateTimings timings;
   const absl::Time t0 = absl::Now();

@@ -130,10 +130,15 @@ int64_t FirstNonFinite(TensorDtype dtype, const void* data, int64_t count) {
 }
 
 absl::Status CheckFinite(const TensorSpec& spec, const void* data) {
-  const int64_t i = FirstNonFinite(spec.dtype, data, spec.NumElements());
+  return CheckFiniteRange(spec, data, 0, spec.NumElements());
+}
+
+absl::Status CheckFiniteRange(const TensorSpec& spec, const void* data, int64_t first,
+                              int64_t count) {
+  const int64_t i = FirstNonFinite(spec.dtype, data, count);
   if (i < 0) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      "tensor \"", spec.name, "\": element ", i, " (flat, row-major) is ",
+      "tensor \"", spec.name, "\": element ", first + i, " (flat, row-major) is ",
       Describe(spec.dtype, static_cast<const unsigned char*>(data), i),
       "; weight updates must be finite (nothing was applied)"));
 }

@@ -24,6 +24,11 @@ int64_t FirstNonFinite(TensorDtype dtype, const void* data, int64_t count);
 // NaN` (or +inf / -inf); nothing of the update is applied.
 absl::Status CheckFinite(const TensorSpec& spec, const void* data);
 
+// The same for `count` elements of `spec` starting at element `first` (a
+// piece of the tensor at `data`); the message names the tensor's index.
+absl::Status CheckFiniteRange(const TensorSpec& spec, const void* data, int64_t first,
+                              int64_t count);
+
 }  // namespace weight_sync
 }  // namespace colo
 

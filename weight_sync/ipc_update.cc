@@ -9,9 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -20,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "weight_sync/finite_check.h"
 #include "weight_sync/tensor_spec.h"
 
 namespace colo {
@@ -27,7 +31,8 @@ namespace weight_sync {
 namespace {
 
 // A read-only mapping of [offset, offset + size) of a shared-memory file,
-// released on destruction.
+// released on destruction. Not populated up front: the copy threads fault
+// the pages in, in parallel (tmpfs maps 16 pages per fault).
 class ShmMapping {
  public:
   ShmMapping() = default;
@@ -62,7 +67,7 @@ class ShmMapping {
     const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     const size_t map_offset = offset / page * page;
     map_bytes_ = size + (offset - map_offset);
-    void* m = mmap(nullptr, map_bytes_, PROT_READ, MAP_SHARED | MAP_POPULATE, fd,
+    void* m = mmap(nullptr, map_bytes_, PROT_READ, MAP_SHARED, fd,
                    static_cast<off_t>(map_offset));
     const int err = errno;
     close(fd);
@@ -71,6 +76,7 @@ class ShmMapping {
       return absl::InvalidArgumentError(
           absl::StrCat(who, ": cannot map ", path, ": ", strerror(err)));
     }
+    madvise(m, map_bytes_, MADV_SEQUENTIAL);
     map_ = m;
     data_ = static_cast<const char*>(m) + (offset - map_offset);
     return absl::OkStatus();
@@ -82,6 +88,10 @@ class ShmMapping {
   size_t map_bytes_ = 0;
   const char* data_ = nullptr;
 };
+
+// Bytes copied (and checked) at a time: small enough to stay in L2 between
+// the copy and the check.
+constexpr size_t kReadChunkBytes = size_t{256} << 10;
 
 // One validated tensor piece of a bucket.
 struct Piece {
@@ -123,11 +133,18 @@ absl::StatusOr<std::string> ResolveShmPath(const std::string& path,
           "file descriptors?)"));
     }
     target[n] = '\0';
-    if (!absl::StartsWith(target, "/memfd:")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, " is ", target, ", not a memfd (memfd_create)"));
+    if (absl::StartsWith(target, "/memfd:")) return path;
+    // A file under the shared-memory directories, maybe unlinked already
+    // (torch's shared CPU storages: "/dev/shm/torch_... (deleted)").
+    std::string file(target);
+    constexpr absl::string_view kDeleted = " (deleted)";
+    if (absl::EndsWith(file, kDeleted)) file.resize(file.size() - kDeleted.size());
+    for (const std::string& dir : shm_dirs) {
+      if (!dir.empty() && absl::StartsWith(file, absl::StrCat(dir, "/"))) return path;
     }
-    return path;
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " is ", target, ", neither a memfd nor a file under the engine's shared-memory "
+        "directories (", absl::StrJoin(shm_dirs, ", "), ")"));
   }
   char resolved[PATH_MAX];
   if (realpath(path.c_str(), resolved) == nullptr) {
@@ -255,14 +272,78 @@ absl::StatusOr<v1::IpcBucketAck> IpcStreamUpdate::Add(const v1::IpcBucket& bucke
       absl::Status st = map.Open(*path, static_cast<size_t>(seg.offset_bytes()),
                                  static_cast<size_t>(seg.size_bytes()), who);
       if (!st.ok()) return st;
-      for (const Piece* p : list) {
-        const char* src = map.data() + p->offset;
-        void* dst = options_.sink->StagingArea(p->spec.name, p->tensor_offset, p->bytes);
-        if (dst != nullptr) {
-          std::memcpy(dst, src, p->bytes);
-          st = options_.sink->MarkStaged(p->spec.name, p->tensor_offset, p->bytes);
+      // Where each piece lands, and whether it is checked while copied
+      // (element-aligned pieces, chunk by chunk while in cache).
+      struct Target {
+        char* dst = nullptr;
+        std::vector<char> bounce;  // a sink without a staging area
+        bool check = false;
+      };
+      std::vector<Target> targets(list.size());
+      struct Job {
+        size_t piece;
+        size_t offset;  // inside the piece
+        size_t bytes;
+      };
+      std::vector<Job> jobs;
+      for (size_t i = 0; i < list.size(); ++i) {
+        const Piece* p = list[i];
+        Target& t = targets[i];
+        t.dst = static_cast<char*>(
+            options_.sink->StagingArea(p->spec.name, p->tensor_offset, p->bytes));
+        if (t.dst == nullptr && p->bytes > 0) {
+          t.bounce.resize(p->bytes);
+          t.dst = t.bounce.data();
+        }
+        const size_t elem = p->spec.ElementBytes();
+        t.check = options_.check_finite && elem > 0 && p->tensor_offset % elem == 0 &&
+                  p->bytes % elem == 0;
+        for (size_t off = 0; off < p->bytes; off += kReadChunkBytes) {
+          jobs.push_back({i, off, std::min(kReadChunkBytes, p->bytes - off)});
+        }
+      }
+      // Chunks are read and checked by up to copy_threads threads; the first
+      // error (in chunk order) wins.
+      std::vector<absl::Status> results(jobs.size());
+      std::atomic<size_t> next{0};
+      std::atomic<bool> failed{false};
+      auto worker = [&] {
+        for (size_t j = next++; j < jobs.size() && !failed.load(); j = next++) {
+          const Job& job = jobs[j];
+          const Piece* p = list[job.piece];
+          const Target& t = targets[job.piece];
+          std::memcpy(t.dst + job.offset, map.data() + p->offset + job.offset, job.bytes);
+          absl::Status r;
+          if (t.check) {
+            const size_t elem = p->spec.ElementBytes();
+            r = CheckFiniteRange(p->spec, t.dst + job.offset,
+                                 static_cast<int64_t>((p->tensor_offset + job.offset) / elem),
+                                 static_cast<int64_t>(job.bytes / elem));
+          }
+          if (!r.ok()) {
+            results[j] = std::move(r);
+            failed.store(true);
+          }
+        }
+      };
+      const int threads = static_cast<int>(std::min<size_t>(
+          std::max(1, options_.copy_threads), (jobs.size() + 3) / 4));
+      std::vector<std::thread> pool;
+      for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
+      worker();
+      for (std::thread& th : pool) th.join();
+      for (const absl::Status& r : results) {
+        if (!r.ok()) return r;
+      }
+      for (size_t i = 0; i < list.size(); ++i) {
+        const Piece* p = list[i];
+        const Target& t = targets[i];
+        if (!t.bounce.empty()) {
+          st = options_.sink->Stage(p->spec.name, p->tensor_offset, t.bounce.data(), p->bytes);
+        } else if (t.check) {
+          st = options_.sink->MarkStagedChecked(p->spec.name, p->tensor_offset, p->bytes);
         } else {
-          st = options_.sink->Stage(p->spec.name, p->tensor_offset, src, p->bytes);
+          st = options_.sink->MarkStaged(p->spec.name, p->tensor_offset, p->bytes);
         }
         if (!st.ok()) return absl::Status(st.code(), absl::StrCat(who, ": ", st.message()));
         bytes += static_cast<int64_t>(p->bytes);

@@ -7,9 +7,14 @@
 // size, and the sink accepts it (Begin: known name, the model's shape, a
 // tensor not already part of the update). Then each segment is opened:
 //   shm_path         must resolve (realpath) to a regular file under one of
-//                    `shm_dirs`, or be /proc/<pid>/fd/<n> of a memfd; the
-//                    file must hold offset_bytes + size_bytes bytes; it is
-//                    mapped read-only (MAP_POPULATE) and unmapped afterwards;
+//                    `shm_dirs`, or be /proc/<pid>/fd/<n> of a memfd or of a
+//                    (possibly unlinked) file under `shm_dirs` (torch's
+//                    shared CPU storages); the file must hold offset_bytes +
+//                    size_bytes bytes; it is mapped read-only (pages faulted
+//                    in by the copy threads) and unmapped afterwards; pieces
+//                    are copied into the staging area in 256 KiB chunks,
+//                    each checked for NaN/inf while in cache, by up to
+//                    `copy_threads` threads;
 //   cuda_ipc_handle  opened with CudaIpcReader (copies on the engine's
 //                    stream, synchronizes, closes);
 // the tensors are copied into the sink's staging area and the segments are
@@ -49,6 +54,11 @@ struct IpcUpdateOptions {
   // The reader for CUDA segments, created on first use; null or an error:
   // CUDA segments are FAILED_PRECONDITION with that error.
   std::function<absl::StatusOr<CudaIpcReader*>()> cuda;
+  // Check shared-memory pieces for NaN/inf chunk by chunk as they are copied
+  // (hot in cache), so the sink need not scan them again.
+  bool check_finite = true;
+  // Threads that read and check a bucket's chunks in parallel.
+  int copy_threads = 2;
 };
 
 class IpcStreamUpdate {

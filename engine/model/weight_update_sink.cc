@@ -168,6 +168,7 @@ absl::Status ModelWeightUpdateSink::Stage(const std::string& name, size_t offset
   if (bytes == 0) return absl::OkStatus();
   std::memcpy(static_cast<char*>((*shadow)->data) + offset, data, bytes);
   (*shadow)->checked_finite = false;
+  (*shadow)->prechecked_bytes = 0;
   AddRange(*shadow, offset, offset + bytes);
   staged_bytes_ += bytes;
   CheckIfComplete(*shadow);
@@ -187,8 +188,33 @@ absl::Status ModelWeightUpdateSink::MarkStaged(const std::string& name,
   if (!shadow.ok()) return shadow.status();
   if (bytes == 0) return absl::OkStatus();
   (*shadow)->checked_finite = false;
+  (*shadow)->prechecked_bytes = 0;
   AddRange(*shadow, offset, offset + bytes);
   staged_bytes_ += bytes;
+  CheckIfComplete(*shadow);
+  return absl::OkStatus();
+}
+
+absl::Status ModelWeightUpdateSink::MarkStagedChecked(const std::string& name, size_t offset,
+                                                      size_t bytes) {
+  absl::StatusOr<Shadow*> shadow = RangeOf(name, offset, bytes);
+  if (!shadow.ok()) return shadow.status();
+  if (bytes == 0) return absl::OkStatus();
+  const size_t before = (*shadow)->covered_bytes;
+  AddRange(*shadow, offset, offset + bytes);
+  staged_bytes_ += bytes;
+  if ((*shadow)->covered_bytes == before + bytes) {
+    // New bytes only: they count as checked.
+    (*shadow)->prechecked_bytes += bytes;
+  } else {
+    (*shadow)->prechecked_bytes = 0;  // overlapping re-staging: scan again
+  }
+  if ((*shadow)->covered_bytes == (*shadow)->spec.Bytes() &&
+      (*shadow)->prechecked_bytes == (*shadow)->spec.Bytes()) {
+    (*shadow)->finite = absl::OkStatus();
+    (*shadow)->checked_finite = true;
+    return absl::OkStatus();
+  }
   CheckIfComplete(*shadow);
   return absl::OkStatus();
 }

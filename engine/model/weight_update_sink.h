@@ -72,6 +72,8 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
   void* StagingArea(const std::string& name, size_t offset, size_t bytes) override;
   absl::Status MarkStaged(const std::string& name, size_t offset,
                           size_t bytes) override;
+  absl::Status MarkStagedChecked(const std::string& name, size_t offset,
+                                 size_t bytes) override;
   absl::Status CheckComplete() const override;
   absl::Status Commit() override;
   void Abort() override;
@@ -109,6 +111,8 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
     // cleared when bytes are staged again.
     mutable bool checked_finite = false;
     mutable absl::Status finite;
+    // Bytes staged with MarkStagedChecked since the last unchecked staging.
+    size_t prechecked_bytes = 0;
   };
   explicit ModelWeightUpdateSink(const Options& options) : options_(options) {}
   static void AddRange(Shadow* shadow, size_t begin, size_t end);

@@ -1,6 +1,8 @@
 #include "engine/server/weight_update_service.h"
 
+#include <algorithm>
 #include <memory>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -216,6 +218,10 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromI
   weight_sync::IpcUpdateOptions ipc;
   ipc.shm_dirs = shm_dirs_;
   ipc.cuda = [this] { return CudaReader(); };
+  // As many copy threads as the CPU backend computes with (0 = all cores).
+  ipc.copy_threads = runtime_->options().cpu_threads > 0
+                         ? runtime_->options().cpu_threads
+                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return weight_sync::UpdateFromIpc(
       [stream](colo::v1::IpcUpdateRequest* m) { return stream->Read(m); },
       [stream](const colo::v1::IpcBucketAck& ack) {

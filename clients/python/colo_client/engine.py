@@ -183,10 +183,11 @@ class EngineClient:
                                 shm_dir: str = ipc.DEFAULT_SHM_DIR,
                                 timeout: Optional[float] = None) -> UpdateWeightsResult:
         """Hands tensors to an engine on this machine by handle
-        (UpdateWeightsFromIpc; see colo_client.ipc): CPU tensors through two
-        shared-memory buckets of `bucket_bytes` in `shm_dir` (a directory
-        the engine allows, --ipc_shm_dirs), CUDA tensors zero-copy by CUDA
-        IPC handle. `named_tensors` is a mapping or an iterator of (name,
+        (UpdateWeightsFromIpc; see colo_client.ipc): CPU tensors already in
+        shared memory (tensor.share_memory_()) zero-copy where they are,
+        other CPU tensors through two shared-memory buckets of
+        `bucket_bytes` in `shm_dir` (a directory the engine allows,
+        --ipc_shm_dirs), CUDA tensors zero-copy by CUDA IPC handle. `named_tensors` is a mapping or an iterator of (name,
         tensor) pairs, all on the CPU or all on GPUs. Commits
         `weight_version` all-or-nothing; the engine holds nothing of this
         process's memory once this returns."""
@@ -203,7 +204,7 @@ class EngineClient:
             torch.cuda.current_stream().synchronize()
             buckets: Iterator[Any] = ipc.cuda_buckets(named_tensors, bucket_bytes, keep=keep)
         else:
-            buckets = ipc.cpu_buckets(named_tensors, shm, tracker.wait)
+            buckets = ipc.cpu_buckets(named_tensors, shm, tracker.wait, bucket_bytes=bucket_bytes)
 
         def on_error(e: BaseException) -> None:
             if not isinstance(e, ipc.CallEnded):  # the call's own error wins

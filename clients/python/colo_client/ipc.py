@@ -1,11 +1,14 @@
 """Same-device weight handoff (RolloutEngine.UpdateWeightsFromIpc): the
 trainer shares its tensors by handle instead of sending their bytes.
 
-CPU tensors go through two POSIX shared-memory buckets (files under
-/dev/shm, `bucket_bytes` each, used alternately): while the engine copies
-bucket k the trainer fills bucket k+1, and a bucket is refilled only after
-the engine acknowledged it, so a model of any size needs 2 x bucket_bytes
-of extra memory. Tensors larger than a bucket go in pieces.
+CPU tensors already in shared memory (tensor.share_memory_(), e.g. a CPU
+trainer that keeps its parameters shared) are handed over where they are:
+the engine reads them through /proc/<pid>/fd/<n> of their storage, one copy
+in all. Other CPU tensors go through two POSIX shared-memory buckets (files
+under /dev/shm, `bucket_bytes` each, used alternately): while the engine
+copies bucket k the trainer fills bucket k+1, and a bucket is refilled only
+after the engine acknowledged it, so a model of any size needs 2 x
+bucket_bytes of extra memory. Tensors larger than a bucket go in pieces.
 
 CUDA tensors are shared zero-copy: each bucket names the CUDA IPC handles
 of the tensors' storages (torch's storage._share_cuda_(): the 64-byte
@@ -108,19 +111,49 @@ def _byte_view(tensor: Any) -> Any:
     return t.view(torch.uint8) if t.numel() > 0 else torch.empty(0, dtype=torch.uint8)
 
 
+def shared_segment(tensor: Any) -> Optional[Tuple[str, int, int]]:
+    """(path, storage bytes, tensor byte offset) of a CPU tensor whose
+    storage already lives in shared memory (tensor.share_memory_(), torch's
+    default "file_descriptor" strategy): /proc/<this pid>/fd/<n> of the
+    storage's open shm file, which the engine reads directly. None when the
+    tensor is not shared."""
+    if not tensor.is_shared():
+        return None
+    storage = tensor.untyped_storage() if hasattr(tensor, "untyped_storage") \
+        else tensor.storage().untyped()
+    try:
+        fd, size = storage._share_fd_cpu_()[:2]
+    except (RuntimeError, AttributeError):
+        return None  # e.g. the "file_system" strategy: pack it instead
+    return (f"/proc/{os.getpid()}/fd/{fd}", int(size),
+            tensor.storage_offset() * tensor.element_size())
+
+
 def cpu_buckets(named_tensors: NamedTensors, buckets: List[ShmBucket],
-                wait_reusable: Callable[[int], None]) -> Iterator[Any]:
-    """IpcBucket messages for CPU tensors packed into `buckets` (used in
-    turn). Before bucket k is (re)filled, wait_reusable(k - len(buckets)) is
-    called: it must return once the engine acknowledged that bucket."""
+                wait_reusable: Callable[[int], None], zero_copy: bool = True,
+                bucket_bytes: Optional[int] = None) -> Iterator[Any]:
+    """IpcBucket messages for CPU tensors. Tensors already in shared memory
+    (zero_copy) are named where they are, grouped up to `bucket_bytes` per
+    message; the others are packed into `buckets` (used in turn). Before a
+    bucket is refilled, wait_reusable(m) is called with the index of the
+    message that used it last: it must return once the engine acknowledged
+    that message."""
+    bucket_bytes = bucket_bytes or buckets[0].size
     seen = set()
-    index = 0
+    index = 0          # messages yielded so far
+    slot_index = 0     # packed buckets used so far
+    last_use = [-1] * len(buckets)
     slot = buckets[0]
     used = 0
     pending: List[Any] = []
+    shared_segments: List[Any] = []
+    shared_by_path: Dict[str, int] = {}
+    shared_tensors: List[Any] = []
+    shared_bytes = 0
 
-    def flush() -> Any:
-        nonlocal index, used, pending, slot
+    def flush_packed() -> Any:
+        nonlocal index, used, pending
+        last_use[(slot_index - 1) % len(buckets)] = index
         msg = engine_pb2.IpcBucket(
             segments=[engine_pb2.IpcSegment(shm_path=slot.path, offset_bytes=0, size_bytes=used)],
             tensors=pending)
@@ -129,18 +162,45 @@ def cpu_buckets(named_tensors: NamedTensors, buckets: List[ShmBucket],
         pending = []
         return msg
 
-    def claim() -> None:
-        nonlocal slot
-        if index >= len(buckets):
-            wait_reusable(index - len(buckets))
-        slot = buckets[index % len(buckets)]
+    def flush_shared() -> Any:
+        nonlocal index, shared_segments, shared_by_path, shared_tensors, shared_bytes
+        msg = engine_pb2.IpcBucket(segments=shared_segments, tensors=shared_tensors)
+        index += 1
+        shared_segments, shared_by_path, shared_tensors, shared_bytes = [], {}, [], 0
+        return msg
 
-    claim()
+    def claim() -> None:
+        nonlocal slot, slot_index
+        i = slot_index % len(buckets)
+        if last_use[i] >= 0:
+            wait_reusable(last_use[i])
+        slot = buckets[i]
+        slot_index += 1
+
+    claimed = False
     for name, tensor in items(named_tensors):
         if name in seen:
             raise ValueError(f"tensor '{name}' given twice")
         seen.add(name)
         dtype = dtype_name(tensor)
+        shared = shared_segment(tensor.detach()) if zero_copy and tensor.is_contiguous() else None
+        if shared is not None:
+            path, size, offset = shared
+            if path not in shared_by_path:
+                shared_by_path[path] = len(shared_segments)
+                shared_segments.append(engine_pb2.IpcSegment(shm_path=path, offset_bytes=0,
+                                                             size_bytes=size))
+            nbytes = tensor.numel() * tensor.element_size()
+            shared_tensors.append(engine_pb2.IpcTensor(
+                name=name, dtype=dtype, shape=_shape(tensor), segment=shared_by_path[path],
+                offset_bytes=offset, length_bytes=nbytes))
+            shared_bytes += nbytes
+            if shared_bytes >= bucket_bytes:
+                yield flush_shared()
+            continue
+        if not claimed:
+            claim()
+            claimed = True
         data = _byte_view(tensor)
         total = int(data.numel())
         offset = 0
@@ -149,7 +209,7 @@ def cpu_buckets(named_tensors: NamedTensors, buckets: List[ShmBucket],
             remaining = total - offset
             # A tensor that fits a bucket is not split across two.
             if room == 0 or (offset == 0 and pending and room < remaining <= slot.size):
-                yield flush()
+                yield flush_packed()
                 claim()
                 continue
             n = min(room, remaining)
@@ -163,7 +223,9 @@ def cpu_buckets(named_tensors: NamedTensors, buckets: List[ShmBucket],
             if offset >= total:
                 break
     if pending:
-        yield flush()
+        yield flush_packed()
+    if shared_tensors:
+        yield flush_shared()
 
 
 def share_cuda(tensor: Any) -> Tuple[bytes, int, int, int]:

@@ -57,6 +57,27 @@ class CpuBucketsTest(unittest.TestCase):
         for b in buckets:
             b.close()
 
+    def test_shared_tensors_are_named_where_they_are(self):
+        tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        buckets = [ipc.ShmBucket(64, tmp), ipc.ShmBucket(64, tmp)]
+        shared = torch.arange(30, dtype=torch.float32)
+        shared.share_memory_()
+        view = shared[10:20]  # a piece of a shared storage
+        msgs = list(ipc.cpu_buckets([("s", view), ("p", torch.ones(4))], buckets,
+                                    lambda k: None, bucket_bytes=1 << 20))
+        packed = [m for m in msgs if m.segments[0].shm_path == buckets[0].path]
+        zero_copy = [m for m in msgs if m.segments[0].shm_path.startswith("/proc/")]
+        self.assertEqual(len(packed), 1)
+        self.assertEqual(len(zero_copy), 1)
+        seg, t = zero_copy[0].segments[0], zero_copy[0].tensors[0]
+        self.assertEqual(seg.size_bytes, 120)
+        self.assertEqual((t.name, t.offset_bytes, t.length_bytes), ("s", 40, 40))
+        with open(seg.shm_path, "rb") as f:  # what the engine reads
+            data = f.read()
+        self.assertEqual(data[t.offset_bytes:t.offset_bytes + 40], view.numpy().tobytes())
+        for b in buckets:
+            b.close()
+
     def test_write_after_close_is_call_ended(self):
         tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
         b = ipc.ShmBucket(16, tmp)
