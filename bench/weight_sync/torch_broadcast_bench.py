@@ -79,6 +79,7 @@ def custom_group(init_method, rank, name):
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--check_finite", default="true", help="the engine's NaN/inf check")
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="bcast-bench-")
     model = os.path.join(tmp, "model")
@@ -87,7 +88,8 @@ def main() -> int:
                     "--intermediate=5504", "--vocab=32000", "--seed=3"], check=True,
                    stdout=subprocess.PIPE)
     engine = Process("engine", [binary("engine/server/colo-engine"), f"--model={model}",
-                                "--device=cpu", "--kv_cache_bytes=16777216"], tmp)
+                                "--device=cpu", "--kv_cache_bytes=16777216",
+                                f"--weight_update_check_finite={args.check_finite}"], tmp)
     here = os.path.dirname(os.path.abspath(__file__))
     rounds = args.rounds + 1
     try:
@@ -117,7 +119,8 @@ def main() -> int:
         assert joined == [1], joined
         raw_gib = gib
         print(f"model: {len(tensors)} tensors, {gib:.3f} GiB float32 per update; torch "
-              f"{torch.__version__}, {os.cpu_count()} CPUs")
+              f"{torch.__version__}, {os.cpu_count()} CPUs; engine NaN/inf check "
+              f"{args.check_finite}")
         ack = torch.zeros(1)
         raw_times, colo_times = [], []
         for r in range(rounds):
