@@ -10,7 +10,7 @@ PACKAGES=(
   bazel-bootstrap libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev nlohmann-json3-dev
   libopenblas-dev python3-grpcio python3-protobuf python3-numpy python3-torch python3-pip
-  clang openssl python3-yaml python3-venv
+  clang openssl python3-yaml python3-venv libpcre2-dev libsentencepiece-dev libicu-dev
 )
 # kubectl for //deploy:manifests_test (`kubectl kustomize`). Another kubectl
 # (e.g. the Google Cloud SDK's package) conflicts with kubernetes-client and

@@ -35,7 +35,9 @@ std::string ColoctlUsage() {
   return R"(usage: coloctl (--controller=HOST:PORT | --engine=HOST:PORT) [flags] COMMAND [command flags]
 
 commands:
-  status                       node phase, step, reason, engines (engine: server info)
+  status                       node phase, step, reason, engines with their health (yes,
+                               STALE: no recent answer, NO: lost) and the age of their
+                               last answer (engine: server info)
   watch                        stream phase changes (controller; for --timeout)
   engines                      list the node's engines (controller)
   memory                       per-tag memory, device and caching-allocator figures

@@ -1,5 +1,6 @@
 #include "controller/coloctl_lib.h"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -130,14 +131,34 @@ int Ctl::RpcError(const grpc::Status& status) const {
   return 1;
 }
 
+// The HEALTHY column: "yes", "STALE" (no answer within the controller's
+// bound, or the last probe failed: e.g. a stopped engine), "NO" (lost),
+// "unwatched" (--health_interval=0).
+std::string HealthColumn(const ::colo::v1::EngineState& e) {
+  if (!e.healthy() || e.health() == "lost") return "NO";
+  if (e.health() == "stale") return "STALE";
+  if (e.health() == "unwatched") return "unwatched";
+  return "yes";
+}
+
+// Age of the engine's last answer, e.g. "0.4s ago", "never".
+std::string LastAnswer(const ::colo::v1::EngineState& e, absl::Time now) {
+  if (e.last_ok_us() <= 0) return "never";
+  const absl::Duration age = std::max(absl::ZeroDuration(), now - absl::FromUnixMicros(e.last_ok_us()));
+  std::string text = absl::StrFormat("%.1fs ago", absl::ToDoubleSeconds(age));
+  if (e.failed_probes() > 0) absl::StrAppend(&text, ", ", e.failed_probes(), " probes failed");
+  return text;
+}
+
 void Ctl::PrintEngines(
     const google::protobuf::RepeatedPtrField<::colo::v1::EngineState>& engines) const {
-  out_ << absl::StrFormat("%-22s %-7s %-14s %-10s %-28s %s\n", "ENGINE", "HEALTHY", "STATE",
-                          "WEIGHTS", "RELEASED", "LAST ERROR");
+  const absl::Time now = absl::Now();
+  out_ << absl::StrFormat("%-22s %-9s %-26s %-14s %-10s %-28s %s\n", "ENGINE", "HEALTHY",
+                          "LAST ANSWER", "STATE", "WEIGHTS", "RELEASED", "LAST ERROR");
   for (const auto& e : engines) {
     out_ << absl::StrFormat(
-        "%-22s %-7s %-14s %-10s %-28s %s\n", e.address(), e.healthy() ? "yes" : "NO",
-        e.engine_state().empty() ? "?" : e.engine_state(),
+        "%-22s %-9s %-26s %-14s %-10s %-28s %s\n", e.address(), HealthColumn(e),
+        LastAnswer(e, now), e.engine_state().empty() ? "?" : e.engine_state(),
         e.weight_version().empty() ? "-" : e.weight_version(),
         e.released_tags().empty() ? "-" : absl::StrJoin(e.released_tags(), ","), e.last_error());
   }
@@ -210,6 +231,11 @@ int Ctl::PrintFanOut(const ::colo::v1::FanOutResponse& response) const {
       }
       out_ << " (device free " << Bytes(r.release().device_free_bytes_before()) << " -> "
            << Bytes(r.release().device_free_bytes_after()) << ")";
+      if (r.release().caching_allocator_reserved_bytes_before() > 0) {
+        out_ << " caching allocator reserved "
+             << Bytes(r.release().caching_allocator_reserved_bytes_before()) << " -> "
+             << Bytes(r.release().caching_allocator_reserved_bytes_after());
+      }
     }
     if (r.has_resume()) {
       for (const auto& t : r.resume().tags()) {

@@ -82,6 +82,9 @@ void ControllerImpl::Shutdown() {
     shutdown_ = true;
     BumpVersionLocked();
   }
+  // A transition blocked on a hung engine returns now (UNAVAILABLE, the
+  // phase left as journaled), not after --engine_timeout.
+  for (const auto& e : engines_) e->Close();
   for (std::thread& t : health_threads_) t.join();
   health_threads_.clear();
 }
@@ -94,12 +97,56 @@ void ControllerImpl::ReplayAndReconcile() {
   std::string op;
   int64_t epoch = 0;
   bool replayed = false;
+  Journal::Report report;
   {
     absl::MutexLock lock(&mu_);
     replayed = journal_ != nullptr && !journal_->replayed().empty();
+    if (journal_ != nullptr) report = journal_->report();
   }
-  for (size_t i = 0; i < engines_.size(); ++i) RecordInfo(i, engines_[i]->GetServerInfo());
-  if (!replayed) return;
+  // What every engine reports (in parallel: a hung engine costs one deadline).
+  ForEachEngine([&](size_t i) -> absl::Status {
+    RecordInfo(i, engines_[i]->GetServerInfo());
+    return absl::OkStatus();
+  }).IgnoreError();
+  if (!replayed) {
+    absl::MutexLock lock(&mu_);
+    if (report.lost_history) {
+      FailLocked("JournalRecovery",
+                 absl::StrCat(report.message, ". The node's state is unknown; the engines report: ",
+                              DescribeEnginesLocked(),
+                              ". Check them, then run `coloctl recover` (it resumes released tags "
+                              "and continues generation); the trainer then redoes its step"));
+      return;
+    }
+    // No history: ROLLOUT at step 0 only if no engine says otherwise.
+    std::vector<std::string> busy;
+    for (size_t i = 0; i < engines_.size(); ++i) {
+      const EngineView& view = views_[i];
+      if (view.last_ok == absl::InfinitePast()) continue;  // the health watch's business
+      if (view.info.state() != "serving" || !view.info.released_tags().empty()) {
+        busy.push_back(absl::StrCat("engine ", engines_[i]->address(), " reports ",
+                                    view.info.state(),
+                                    view.info.paused_mode().empty()
+                                        ? ""
+                                        : absl::StrCat(" (", view.info.paused_mode(), ")"),
+                                    view.info.released_tags().empty()
+                                        ? ""
+                                        : absl::StrCat(" with ",
+                                                       absl::StrJoin(view.info.released_tags(), ","),
+                                                       " released")));
+      }
+    }
+    if (!busy.empty()) {
+      FailLocked("RestartRecovery",
+                 absl::StrCat("started without a journal history (",
+                              journal_ != nullptr ? absl::StrCat("new journal '", journal_->path(), "'")
+                                                  : std::string("no --journal"),
+                              ") but ", absl::StrJoin(busy, "; "),
+                              ": the node's state was lost and ROLLOUT would contradict the "
+                              "engines; run `coloctl recover` to resume and continue them"));
+    }
+    return;
+  }
   {
     absl::MutexLock lock(&mu_);
     const auto& records = journal_->replayed();
@@ -120,6 +167,20 @@ void ControllerImpl::ReplayAndReconcile() {
     COLO_LOG(INFO) << "journal " << journal_->path() << ": replayed " << records.size()
                    << " records; node is in " << PhaseName(phase_) << " at step " << step_
                    << (reason_.empty() ? "" : absl::StrCat(" (", reason_, ")"));
+    if (report.lost_history) {
+      // Records may be missing: do not act on the engines, let the operator.
+      const std::string reason = absl::StrCat(
+          report.message, ". The last valid record puts the node in ", PhaseName(phase_),
+          " at step ", step_, "; the engines report: ", DescribeEnginesLocked(),
+          ". Check them, then run `coloctl recover`; the trainer then redoes its step");
+      if (phase_ == FAILED) {
+        reason_ = reason;
+        BumpVersionLocked();
+      } else {
+        FailLocked("JournalRecovery", reason);
+      }
+      return;
+    }
   }
   if (IsStablePhase(interrupted)) {
     absl::Status consistent = CheckEnginesMatchPhase(interrupted);
@@ -174,6 +235,31 @@ void ControllerImpl::ReplayAndReconcile() {
 }
 
 absl::Status ControllerImpl::CheckEnginesMatchPhase(Phase phase) {
+  int64_t step;
+  {
+    absl::MutexLock lock(&mu_);
+    step = step_;
+  }
+  if (phase == ROLLOUT || phase == PAUSED_FOR_UPDATE) {
+    return ForEachEngine([&](size_t i) -> absl::Status {
+      absl::StatusOr<::colo::v1::GetServerInfoResponse> info = engines_[i]->GetServerInfo();
+      RecordInfo(i, info);
+      if (!info.ok()) return absl::OkStatus();  // the health watch's business
+      const bool released = !info->released_tags().empty();
+      const bool contradicts =
+          phase == ROLLOUT ? (info->state() != "serving" || released)
+                           : (info->state() != "paused" || released);
+      if (!contradicts) return absl::OkStatus();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "after a controller restart in ", PhaseName(phase), " at step ", step, ": engine ",
+          engines_[i]->address(), " reports ", info->state(),
+          info->paused_mode().empty() ? "" : absl::StrCat(" (", info->paused_mode(), ")"),
+          released ? absl::StrCat(" with ", absl::StrJoin(info->released_tags(), ","), " released")
+                   : "",
+          " (did the engine restart, or was it paused or released by hand?); run `coloctl "
+          "recover`"));
+    });
+  }
   // Tags that must hold no memory in `phase`, and tags that must be resident.
   std::vector<std::string> released, resident;
   if (phase == TRAINING) {
@@ -220,34 +306,43 @@ void ControllerImpl::HealthLoop(size_t index) {
       while (!shutdown_ && absl::Now() < wake) cv_.WaitWithDeadline(&mu_, wake);
       if (shutdown_) return;
     }
-    absl::Status probe = engine.Probe();
+    absl::StatusOr<::colo::v1::GetServerInfoResponse> answer = engine.Probe();
+    const absl::Status probe = answer.status();
+    // Lost or restarted: the calls in flight are cancelled below.
     bool lost = false;
     {
       absl::MutexLock lock(&mu_);
       if (shutdown_) return;
       EngineView& view = views_[index];
       if (probe.ok()) {
+        view.last_ok = absl::Now();
+        lost = NoteInstanceLocked(index, *answer);
+        view.info = *answer;
+        const bool was_stale = view.failed_probes > 0;
         view.failed_probes = 0;
         if (!view.healthy) {
           COLO_LOG(INFO) << "engine " << engine.address() << " answers again";
           view.healthy = true;
           view.last_error.clear();
           BumpVersionLocked();
+        } else if (was_stale) {
+          BumpVersionLocked();  // watchers see "healthy" again
         }
-        continue;
-      }
-      ++view.failed_probes;
-      view.last_error = std::string(probe.message());
-      if (view.healthy && view.failed_probes >= options_.health_failures_to_lose) {
-        view.healthy = false;
-        BumpVersionLocked();
-        const std::string reason = absl::StrCat(
-            "engine ", engine.address(), " lost: ", view.failed_probes,
-            " consecutive health probes failed, last: ", absl::StatusCodeToString(probe.code()),
-            ": ", probe.message());
-        COLO_LOG(ERROR) << reason;
-        if (phase_ != FAILED) FailLocked("EngineLost", reason);
-        lost = true;
+      } else {
+        // The first failure makes the engine "stale" for watchers.
+        if (++view.failed_probes == 1) BumpVersionLocked();
+        view.last_error = std::string(probe.message());
+        if (view.healthy && view.failed_probes >= options_.health_failures_to_lose) {
+          view.healthy = false;
+          BumpVersionLocked();
+          const std::string reason = absl::StrCat(
+              "engine ", engine.address(), " lost: ", view.failed_probes,
+              " consecutive health probes failed, last: ", absl::StatusCodeToString(probe.code()),
+              ": ", probe.message());
+          COLO_LOG(ERROR) << reason;
+          if (phase_ != FAILED) FailLocked("EngineLost", reason);
+          lost = true;
+        }
       }
     }
     if (lost) {
@@ -334,6 +429,14 @@ absl::Status ControllerImpl::CheckNotLost(int64_t epoch) const {
 absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::CompleteTransition(
     const char* op, absl::Status result, Phase next, int64_t epoch) {
   absl::MutexLock lock(&mu_);
+  if (shutdown_ && !result.ok()) {
+    // Not FAILED: the journal keeps the phase the transition was in, and a
+    // restarted controller finishes it (ReplayAndReconcile).
+    return absl::UnavailableError(absl::StrCat(
+        op, " step ", step_, " interrupted: the controller is shutting down (", result.message(),
+        "); the journal leaves the node in ", PhaseName(phase_),
+        " and a restarted controller finishes the transition: retry the call then"));
+  }
   if (fail_epoch_ != epoch) {
     return absl::UnavailableError(
         absl::StrCat(op, " step ", step_, " interrupted: ", reason_, "; node is FAILED"));
@@ -358,11 +461,15 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::CompleteTransitio
   state.set_step(step_);
   state.set_reason(reason_);
   state.set_phase_since_us(absl::ToUnixMicros(phase_since_));
+  const absl::Time now = absl::Now();
   for (size_t i = 0; i < engines_.size(); ++i) {
     const EngineView& view = views_[i];
     ::colo::v1::EngineState* e = state.add_engines();
     e->set_address(engines_[i]->address());
     e->set_healthy(view.healthy);
+    e->set_health(HealthLocked(view, now));
+    if (view.last_ok != absl::InfinitePast()) e->set_last_ok_us(absl::ToUnixMicros(view.last_ok));
+    e->set_failed_probes(view.failed_probes);
     e->set_engine_state(view.info.state());
     e->set_weight_version(view.info.weight_version());
     *e->mutable_released_tags() = view.info.released_tags();
@@ -371,6 +478,33 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::CompleteTransitio
   }
   for (const auto& d : recent_) *state.add_recent_phases() = d;
   return state;
+}
+
+std::string ControllerImpl::HealthLocked(const EngineView& view, absl::Time now) const {
+  if (!view.healthy) return "lost";
+  if (options_.health_interval <= absl::ZeroDuration()) return "unwatched";
+  if (view.failed_probes > 0 || now - view.last_ok > options_.health_stale_after) return "stale";
+  return "healthy";
+}
+
+std::string ControllerImpl::DescribeEnginesLocked() const {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < engines_.size(); ++i) {
+    const EngineView& view = views_[i];
+    if (view.last_ok == absl::InfinitePast()) {
+      parts.push_back(absl::StrCat(engines_[i]->address(), ": no answer (", view.last_error, ")"));
+      continue;
+    }
+    const auto& info = view.info;
+    parts.push_back(absl::StrCat(
+        engines_[i]->address(), ": ", info.state(),
+        info.paused_mode().empty() ? "" : absl::StrCat(" (", info.paused_mode(), ")"), ", ",
+        info.released_tags().empty()
+            ? std::string("nothing released")
+            : absl::StrCat("released ", absl::StrJoin(info.released_tags(), ",")),
+        ", weight_version ", info.weight_version().empty() ? "-" : info.weight_version()));
+  }
+  return absl::StrJoin(parts, "; ");
 }
 
 ::colo::v1::TransitionResponse ControllerImpl::ResponseLocked(bool replayed) const {
@@ -383,13 +517,34 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::CompleteTransitio
 void ControllerImpl::RecordMemory(size_t index, const ::colo::v1::MemoryInfo& memory) {
   absl::MutexLock lock(&mu_);
   views_[index].memory = memory;
+  views_[index].last_ok = absl::Now();
+}
+
+bool ControllerImpl::NoteInstanceLocked(size_t index,
+                                        const ::colo::v1::GetServerInfoResponse& info) {
+  EngineView& view = views_[index];
+  if (info.instance_id().empty()) return false;  // an engine that does not report one
+  const std::string before = view.instance_id;
+  view.instance_id = info.instance_id();
+  if (before.empty() || before == info.instance_id()) return false;
+  const std::string reason = absl::StrCat(
+      "engine ", engines_[index]->address(), " restarted (instance ", before, " -> ",
+      info.instance_id(), "): its memory and weights are back to their start-up state (",
+      info.state(), ", weight_version ", info.weight_version(),
+      "); run `coloctl recover`, then send it the current weights (the trainer redoes its step)");
+  COLO_LOG(ERROR) << reason;
+  if (phase_ != FAILED) FailLocked("EngineRestarted", reason);
+  BumpVersionLocked();
+  return true;
 }
 
 void ControllerImpl::RecordInfo(size_t index,
                                 const absl::StatusOr<::colo::v1::GetServerInfoResponse>& info) {
   absl::MutexLock lock(&mu_);
   if (info.ok()) {
+    NoteInstanceLocked(index, *info);
     views_[index].info = *info;
+    views_[index].last_ok = absl::Now();
   } else {
     views_[index].last_error = std::string(info.status().message());
   }
@@ -680,6 +835,10 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::Recover() {
     return absl::OkStatus();
   });
   absl::MutexLock lock(&mu_);
+  if (!result.ok() && shutdown_) {
+    return absl::UnavailableError(absl::StrCat(
+        "Recover interrupted: the controller is shutting down (", result.message(), ")"));
+  }
   if (!result.ok()) {
     reason_ = absl::StrCat("Recover failed: ", result.message());
     BumpVersionLocked();

@@ -14,7 +14,30 @@
 //   UNAVAILABLE          an engine was lost during the call (node -> FAILED);
 //   engine errors        passed through with the engine address and method
 //                        (node -> FAILED), e.g. UNIMPLEMENTED;
+//   UNAVAILABLE          the controller is shutting down (SIGTERM): the
+//                        transition's engine calls were cancelled and the
+//                        node's phase is left as journaled, so a restarted
+//                        controller finishes it (not FAILED);
 //   INTERNAL             the journal could not be written.
+//
+// Start-up (Create): the journal is replayed and checked against what every
+// engine reports (GetServerInfo / GetMemoryInfo: paused? tags released?):
+//   - no history (no --journal, a new journal): ROLLOUT at step 0 when every
+//     engine that answers is serving with nothing released; otherwise FAILED
+//     naming what the engines report (the node's state was lost; `coloctl
+//     recover` resumes and continues them).
+//   - history lost or in doubt (Journal::Report::lost_history: an empty
+//     file, a damaged header, damage in the middle): FAILED at the last valid
+//     record's step, the reason naming the journal's report (file, offsets,
+//     the copy kept) and what the engines report. No engine is touched
+//     before the operator's Recover.
+//   - a stable phase that the engines contradict (ROLLOUT with an engine
+//     paused or released, PAUSED_FOR_UPDATE with one serving or released,
+//     TRAINING with memory resident, WEIGHT_SYNC without weights): FAILED
+//     naming the engine and what it reports.
+//   - a transient phase (a crash mid-transition): the transition is
+//     finished, or FAILED if that fails.
+// Unreachable engines are left to the health watch.
 //
 // Thread-safe. Trainer transitions and operator fan-outs are serialised by
 // transition_mu_; state reads (GetState, Watch) never wait for engine calls.
@@ -66,6 +89,11 @@ class ControllerImpl {
     absl::Duration health_interval = absl::Seconds(1);
     // Consecutive failed probes after which an engine is lost.
     int health_failures_to_lose = 2;
+    // An engine whose last answer is older than this (or whose last probe
+    // failed) is reported "stale" until it answers or is declared lost.
+    // Should exceed health_interval + the probe deadline (colo-controller
+    // uses 2 x --health_interval + --health_timeout).
+    absl::Duration health_stale_after = absl::Seconds(4);
     // Length of NodeState.recent_phases.
     int max_recent_phases = 32;
   };
@@ -129,13 +157,20 @@ class ControllerImpl {
   ::colo::v1::FanOutResponse ContinueGeneration(bool torch_empty_cache)
       ABSL_LOCKS_EXCLUDED(transition_mu_);
 
-  // Stops the health watch and wakes every waiter. Idempotent.
+  // Stops the health watch, cancels every engine call in flight (a
+  // transition blocked on a hung engine returns UNAVAILABLE at once; later
+  // engine calls fail without being sent) and wakes every waiter.
+  // Idempotent.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct EngineView {
     bool healthy = true;
     int failed_probes = 0;
+    // Time of the engine's last successful answer (probe or call).
+    absl::Time last_ok = absl::InfinitePast();
+    // GetServerInfo.instance_id last seen; a new one means a restart.
+    std::string instance_id;
     std::string last_error;
     ::colo::v1::GetServerInfoResponse info;
     ::colo::v1::MemoryInfo memory;
@@ -148,9 +183,22 @@ class ControllerImpl {
   // transition.
   void ReplayAndReconcile() ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
   // After a restart in a stable phase: FAILED_PRECONDITION naming the engine
-  // and tag when an engine's memory contradicts `phase` (e.g. weights
-  // resident while TRAINING).
+  // when what it reports contradicts `phase` (ROLLOUT: paused or tags
+  // released; PAUSED_FOR_UPDATE: not paused or tags released; TRAINING:
+  // memory resident; WEIGHT_SYNC: weights not resident).
   absl::Status CheckEnginesMatchPhase(Phase phase) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+  // One line per engine from the last server info: "<address>: paused
+  // (retract), released weights,kv_cache, weight_version 3" or
+  // "<address>: no answer (<error>)".
+  std::string DescribeEnginesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records `info`'s instance_id for engine `index`. When it changed, the
+  // engine restarted (its memory and weights are back to their start-up
+  // state): enters FAILED naming it unless already FAILED. True then.
+  bool NoteInstanceLocked(size_t index, const ::colo::v1::GetServerInfoResponse& info)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // "healthy", "stale", "lost" or "unwatched" (EngineState.health).
+  std::string HealthLocked(const EngineView& view, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartHealthWatch();
   void HealthLoop(size_t index) ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -2,13 +2,16 @@
 
 #include <unistd.h>
 
+
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "controller/testing/fake_engine.h"
+#include "controller/testing/journal_bytes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/util/status_matchers.h"
@@ -449,6 +452,172 @@ TEST_F(ControllerImplTest, RestartInTrainingWithResidentEngineFails) {
   EXPECT_EQ(state.phase(), FAILED);
   EXPECT_THAT(state.reason(), AllOf(HasSubstr("restarted:1"), HasSubstr("tag cuda_graph")));
   ASSERT_OK(impl->Recover());
+}
+
+// Engines where a crashed controller left them mid-cycle: paused (retract)
+// with every tag released.
+void PauseAndReleaseAll(std::vector<std::unique_ptr<FakeEngine>>& engines) {
+  for (auto& e : engines) {
+    ASSERT_OK(e->PauseGeneration("retract").status());
+    ASSERT_OK(e->ReleaseTags({}).status());
+  }
+}
+
+TEST_F(ControllerImplTest, FreshStartWithServingEnginesIsRollout) {
+  const std::string path = TempJournal("impl_fresh_serving");
+  ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), ROLLOUT);
+  EXPECT_EQ(impl->Snapshot(nullptr).reason(), "");
+}
+
+TEST_F(ControllerImplTest, FreshStartWhileEnginesAreReleasedFailsAndRecovers) {
+  AddEngine({.address = "e0:1"});
+  AddEngine({.address = "e1:1"});
+  PauseAndReleaseAll(engines_);
+  for (const std::string& path : {std::string(), TempJournal("impl_fresh_released")}) {
+    SCOPED_TRACE(path.empty() ? "no journal" : "new journal");
+    ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+    auto state = impl->Snapshot(nullptr);
+    // Not ROLLOUT at step 0 while the engines are released.
+    ASSERT_EQ(state.phase(), FAILED);
+    EXPECT_THAT(state.reason(),
+                AllOf(HasSubstr("started without a journal history"),
+                      HasSubstr(path.empty() ? "no --journal" : path),
+                      HasSubstr("engine e0:1 reports paused (retract) with "),
+                      HasSubstr("coloctl recover")));
+    // Nothing was done to the engines before the operator's Recover.
+    for (auto& e : engines_) EXPECT_FALSE(e->tag_resident("weights"));
+  }
+  ASSERT_OK_AND_ASSIGN(auto impl, Make({}, TempJournal("impl_fresh_released_2")));
+  ASSERT_OK_AND_ASSIGN(auto recovered, impl->Recover());
+  EXPECT_EQ(recovered.state().phase(), ROLLOUT);
+  for (auto& e : engines_) {
+    EXPECT_TRUE(e->tag_resident("kv_cache"));
+    EXPECT_FALSE(e->paused());
+  }
+}
+
+TEST_F(ControllerImplTest, DamagedJournalStartsFailedNamingTheDamageAndTheEngines) {
+  const std::string path = TempJournal("impl_journal_damaged");
+  {
+    ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+    ASSERT_OK(impl->PrepareTraining(Prepare(1)));
+    ASSERT_OK(impl->BeginWeightSync(Begin(1)));
+    ASSERT_OK(impl->FinishWeightSync(Finish(1)));
+    ASSERT_OK(impl->PrepareTraining(Prepare(2)));
+  }
+  // Flip a byte in the third record (of 8).
+  std::string data = ReadFileBytes(path);
+  const auto frames = JournalRecordFrames(data);
+  ASSERT_EQ(frames.size(), 8u);
+  const size_t at = frames[2].first;
+  data[at + 10] = static_cast<char>(data[at + 10] ^ 1);
+  WriteFileBytes(path, data);
+  for (auto& e : engines_) e->ClearCalls();
+
+  ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+  auto state = impl->Snapshot(nullptr);
+  ASSERT_EQ(state.phase(), FAILED);
+  EXPECT_EQ(state.step(), 2);
+  EXPECT_THAT(state.reason(),
+              AllOf(HasSubstr(absl::StrCat("offset ", at)), HasSubstr("7 valid records"),
+                    HasSubstr("e0:1: paused (retract), released "),
+                    HasSubstr("coloctl recover")));
+  // Only asked, never told: the engines are as the crash left them.
+  for (auto& e : engines_) EXPECT_THAT(e->calls(), ElementsAre("GetServerInfo"));
+  ASSERT_OK(impl->Recover());
+  ASSERT_OK(impl->PrepareTraining(Prepare(2)));
+}
+
+TEST_F(ControllerImplTest, RestartInRolloutWithAPausedEngineFails) {
+  const std::string path = TempJournal("impl_journal_rollout_paused");
+  {
+    ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+    ASSERT_OK(impl->PrepareTraining(Prepare(1)));
+    ASSERT_OK(impl->BeginWeightSync(Begin(1)));
+    ASSERT_OK(impl->FinishWeightSync(Finish(1)));
+  }
+  ASSERT_OK(engines_[1]->PauseGeneration("in_place").status());
+  ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+  auto state = impl->Snapshot(nullptr);
+  ASSERT_EQ(state.phase(), FAILED);
+  EXPECT_THAT(state.reason(), AllOf(HasSubstr("after a controller restart in ROLLOUT at step 1"),
+                                    HasSubstr("e1:1 reports paused (in_place)")));
+  ASSERT_OK(impl->Recover());
+  EXPECT_FALSE(engines_[1]->paused());
+}
+
+TEST_F(ControllerImplTest, ShutdownCancelsATransitionBlockedOnAHungEngine) {
+  const std::string path = TempJournal("impl_shutdown_hung");
+  ASSERT_OK_AND_ASSIGN(auto impl, Make({}, path));
+  engines_[1]->SetHang(true);
+  absl::StatusOr<::colo::v1::TransitionResponse> result;
+  std::thread trainer([&] { result = impl->PrepareTraining(Prepare(4)); });
+  engines_[1]->WaitUntilHanging();
+  impl->Shutdown();
+  trainer.join();
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kUnavailable,
+                               AllOf(HasSubstr("shutting down"), HasSubstr("RELEASING"))));
+  // Not FAILED: the journal still says RELEASING for the next controller.
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), ::colo::v1::RELEASING);
+  impl.reset();
+  engines_[1]->SetHang(false);
+  ASSERT_OK_AND_ASSIGN(auto journal, Journal::Open({.path = path}));
+  ASSERT_FALSE(journal->replayed().empty());
+  EXPECT_EQ(journal->replayed().back().phase(), ::colo::v1::RELEASING);
+  journal.reset();
+  ASSERT_OK_AND_ASSIGN(impl, Make({}, path));
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), TRAINING);
+}
+
+TEST_F(ControllerImplTest, UnansweredProbesMakeAnEngineStaleBeforeLost) {
+  ControllerImpl::Options options;
+  options.health_interval = absl::Milliseconds(5);
+  options.health_failures_to_lose = 1000000;
+  options.health_stale_after = absl::Hours(1);
+  ASSERT_OK_AND_ASSIGN(auto impl, Make(options));
+  auto health_of = [&](int i) { return impl->Snapshot(nullptr).engines(i).health(); };
+  auto wait_for = [&](int i, const std::string& health) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    uint64_t version = 0;
+    while (absl::Now() < deadline) {
+      if (impl->Snapshot(&version).engines(i).health() == health) return true;
+      impl->WaitForChange(version, deadline);
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_for(1, "healthy"));
+  const int64_t last_ok = impl->Snapshot(nullptr).engines(1).last_ok_us();
+  EXPECT_GT(last_ok, 0);
+  engines_[1]->SetUnavailable(true);
+  ASSERT_TRUE(wait_for(1, "stale")) << health_of(1);
+  auto state = impl->Snapshot(nullptr);
+  EXPECT_TRUE(state.engines(1).healthy());
+  EXPECT_GT(state.engines(1).failed_probes(), 0);
+  EXPECT_EQ(state.engines(0).health(), "healthy");
+  EXPECT_EQ(state.phase(), ROLLOUT);
+  engines_[1]->SetUnavailable(false);
+  ASSERT_TRUE(wait_for(1, "healthy")) << health_of(1);
+  EXPECT_GT(impl->Snapshot(nullptr).engines(1).last_ok_us(), last_ok);
+}
+
+TEST_F(ControllerImplTest, RestartedEngineFailsTheNodeEvenWhenNoProbeFailed) {
+  ControllerImpl::Options options;
+  options.health_interval = absl::Milliseconds(5);
+  ASSERT_OK_AND_ASSIGN(auto impl, Make(options));
+  ASSERT_OK(impl->PrepareTraining(Prepare(1)));
+  ASSERT_OK(impl->BeginWeightSync(Begin(1)));
+  ASSERT_OK(impl->FinishWeightSync(Finish(1)));
+  // The engine process came back before two probes failed: only its
+  // instance_id tells.
+  engines_[1]->Restart();
+  ASSERT_TRUE(WaitForPhase(*impl, FAILED));
+  auto state = impl->Snapshot(nullptr);
+  EXPECT_THAT(state.reason(), AllOf(HasSubstr("engine e1:1 restarted"), HasSubstr("coloctl recover")));
+  ASSERT_OK(impl->Recover());
+  EXPECT_EQ(impl->Snapshot(nullptr).phase(), ROLLOUT);
+  // Recover does not count the new instance as another restart.
+  ASSERT_OK(impl->PrepareTraining(Prepare(2)));
 }
 
 TEST_F(ControllerImplTest, LostEngineFailsTheNode) {

@@ -23,6 +23,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "proto/server/auth.h"
 #include "proto/server/grpc_server.h"
+#include "proto/server/tls.h"
 #include "proto/logging/logging.h"
 
 ABSL_FLAG(int, port, 0, "Port to serve on (0 picks a free port).");
@@ -32,6 +33,10 @@ ABSL_FLAG(std::string, port_file, "", "Write the bound port to this file once se
 ABSL_FLAG(std::string, engines, "", "Engines of this node: host:port,host:port,... (rank order).");
 ABSL_FLAG(std::string, journal, "",
           "Append-only journal of transitions (fsynced); replayed on start. Empty: none.");
+ABSL_FLAG(std::string, node_id, "",
+          "Identity of this node, written into the journal's header with --engines; a journal "
+          "written under another node_id or engine list is refused at start (e.g. the "
+          "Kubernetes node name). Empty: --engines alone identifies the node.");
 ABSL_FLAG(double, verify_fraction, 0.95,
           "A release must free at least this fraction of the bytes the engine reported.");
 ABSL_FLAG(std::string, weight_sync_backend, "gloo", "Weight-sync group backend: gloo or nccl.");
@@ -72,6 +77,7 @@ struct Config {
   GrpcServerOptions server;
   std::vector<std::string> engines;
   std::string journal;
+  std::string node_id;
   ControllerImpl::Options impl;
   GrpcEngineClient::Options client;
   std::string auth_token;
@@ -94,6 +100,7 @@ absl::StatusOr<Config> ConfigFromFlags() {
     return absl::InvalidArgumentError(absl::StrCat("--engines: ", engines.status().message()));
   config.engines = *engines;
   config.journal = absl::GetFlag(FLAGS_journal);
+  config.node_id = absl::GetFlag(FLAGS_node_id);
 
   config.impl.verify_fraction = absl::GetFlag(FLAGS_verify_fraction);
   if (!(config.impl.verify_fraction > 0 && config.impl.verify_fraction <= 1)) {
@@ -131,6 +138,9 @@ absl::StatusOr<Config> ConfigFromFlags() {
       config.client.probe_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--engine_timeout and --health_timeout must be > 0");
   }
+  // A healthy engine answers a probe every health_interval (+ the probe's
+  // own time, at most health_timeout): older than this is "stale".
+  config.impl.health_stale_after = 2 * config.impl.health_interval + config.client.probe_timeout;
 
   const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
   if (!token_file.empty()) {
@@ -148,13 +158,9 @@ absl::StatusOr<Config> ConfigFromFlags() {
     return absl::InvalidArgumentError("--tls_cert and --tls_key must be given together");
   }
   if (!cert.empty()) {
-    auto cert_pem = ReadFile(cert, "--tls_cert");
-    if (!cert_pem.ok()) return absl::InvalidArgumentError(cert_pem.status().message());
-    auto key_pem = ReadFile(key, "--tls_key");
-    if (!key_pem.ok()) return absl::InvalidArgumentError(key_pem.status().message());
-    grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key_pem, *cert_pem});
-    config.server.credentials = grpc::SslServerCredentials(ssl);
+    auto credentials = ServerTlsCredentials(cert, key);
+    if (!credentials.ok()) return absl::InvalidArgumentError(credentials.status().message());
+    config.server.credentials = *credentials;
   }
   const std::string engine_token_file = absl::GetFlag(FLAGS_engine_auth_token_file);
   if (!engine_token_file.empty()) {
@@ -215,12 +221,19 @@ int RunControllerMain(int argc, char** argv) {
   if (config->journal.empty()) {
     COLO_LOG(WARNING) << "no --journal: transitions are not persisted across restarts";
   } else {
-    auto opened = Journal::Open({.path = config->journal});
+    auto opened = Journal::Open(
+        {.path = config->journal, .node_id = config->node_id, .engines = config->engines});
     if (!opened.ok()) {
       std::cerr << "colo-controller: --journal: " << opened.status().message() << "\n";
       return 1;
     }
     journal = std::move(*opened);
+    if (journal->report().recovery != Journal::Recovery::kClean &&
+        journal->report().recovery != Journal::Recovery::kCreated) {
+      COLO_LOG(WARNING) << "journal " << config->journal << ": "
+                        << RecoveryName(journal->report().recovery) << ": "
+                        << journal->report().message;
+    }
   }
   auto impl = ControllerImpl::Create(config->impl, std::move(clients), std::move(journal));
   if (!impl.ok()) {

@@ -2,7 +2,7 @@
 // engine clients, journal, ControllerImpl, gRPC service and metrics server.
 // main.cc calls BlockTerminationSignals() and then RunControllerMain().
 //
-// Flags (see --help): --port, --host, --port_file, --engines, --journal,
+// Flags (see --help): --port, --host, --port_file, --engines, --journal, --node_id,
 // --verify_fraction, --weight_sync_backend, --weight_sync_master_address,
 // --weight_sync_master_port, --weight_sync_group_name, --engine_timeout,
 // --health_interval, --health_timeout, --health_failures, --auth_token_file,

@@ -34,13 +34,19 @@ class EngineClient {
       const std::vector<std::string>& tags) = 0;
   virtual absl::StatusOr<::colo::v1::ResumeTagsResponse> ResumeTags(
       const std::vector<std::string>& tags) = 0;
-  // Short-deadline liveness probe (the health watch). OK when the engine
-  // answers.
-  virtual absl::Status Probe() = 0;
+  // Short-deadline liveness probe (the health watch): the engine's server
+  // info when it answers (its instance_id tells a restart).
+  virtual absl::StatusOr<::colo::v1::GetServerInfoResponse> Probe() = 0;
 
   // Cancels every call in flight (they fail promptly with CANCELLED); later
   // calls are unaffected. Used when the engine is declared lost.
   virtual void CancelPending() = 0;
+
+  // Cancels every call in flight and fails every later call at once with
+  // CANCELLED ("controller shutting down"). Used on SIGTERM, so a transition
+  // blocked on a hung engine ends without waiting out its deadline.
+  // Idempotent.
+  virtual void Close() = 0;
 };
 
 }  // namespace controller

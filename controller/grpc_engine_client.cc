@@ -75,6 +75,10 @@ absl::Status GrpcEngineClient::Invoke(const char* method, absl::Duration timeout
   AddBearerToken(&context, options_.auth_token);
   {
     absl::MutexLock lock(&mu_);
+    if (closed_) {
+      return absl::CancelledError(absl::StrCat("engine ", options_.address, " ", method,
+                                               ": not sent, the controller is shutting down"));
+    }
     in_flight_.insert(&context);
   }
   grpc::Status status = call(&context);
@@ -92,6 +96,12 @@ absl::Status GrpcEngineClient::Invoke(const char* method, absl::Duration timeout
 
 void GrpcEngineClient::CancelPending() {
   absl::MutexLock lock(&mu_);
+  for (grpc::ClientContext* context : in_flight_) context->TryCancel();
+}
+
+void GrpcEngineClient::Close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
   for (grpc::ClientContext* context : in_flight_) context->TryCancel();
 }
 
@@ -172,11 +182,14 @@ absl::StatusOr<::colo::v1::ResumeTagsResponse> GrpcEngineClient::ResumeTags(
   return response;
 }
 
-absl::Status GrpcEngineClient::Probe() {
+absl::StatusOr<::colo::v1::GetServerInfoResponse> GrpcEngineClient::Probe() {
   ::colo::v1::GetServerInfoResponse response;
-  return Invoke("GetServerInfo", options_.probe_timeout, [&](grpc::ClientContext* c) {
-    return stub_->GetServerInfo(c, ::colo::v1::GetServerInfoRequest(), &response);
-  });
+  absl::Status status =
+      Invoke("GetServerInfo", options_.probe_timeout, [&](grpc::ClientContext* c) {
+        return stub_->GetServerInfo(c, ::colo::v1::GetServerInfoRequest(), &response);
+      });
+  if (!status.ok()) return status;
+  return response;
 }
 
 }  // namespace controller

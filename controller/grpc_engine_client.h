@@ -50,8 +50,9 @@ class GrpcEngineClient : public EngineClient {
       const std::vector<std::string>& tags) override;
   absl::StatusOr<::colo::v1::ResumeTagsResponse> ResumeTags(
       const std::vector<std::string>& tags) override;
-  absl::Status Probe() override;
+  absl::StatusOr<::colo::v1::GetServerInfoResponse> Probe() override;
   void CancelPending() override ABSL_LOCKS_EXCLUDED(mu_);
+  void Close() override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   GrpcEngineClient(const Options& options, std::shared_ptr<grpc::Channel> channel);
@@ -69,6 +70,7 @@ class GrpcEngineClient : public EngineClient {
 
   absl::Mutex mu_;
   absl::flat_hash_set<grpc::ClientContext*> in_flight_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Splits "a:1,b:2" into addresses; INVALID_ARGUMENT for an empty list, an

@@ -9,7 +9,9 @@
 //   KV_RESUMING       -> ROLLOUT            kv_cache + cuda_graph resumed, continued
 //   ROLLOUT           -> PAUSED_FOR_UPDATE  PauseForUpdate (no release)
 //   PAUSED_FOR_UPDATE -> ROLLOUT            ResumeAfterUpdate
-//   any but FAILED    -> FAILED             engine lost / verify failed / engine error
+//   any but FAILED    -> FAILED             engine lost or restarted / verify failed /
+//                                           engine error; at start-up: a damaged journal,
+//                                           or engines that contradict the journaled phase
 //   FAILED            -> ROLLOUT            Recover (every engine answered)
 //
 // Anything else is a FAILED_PRECONDITION naming both phases.

@@ -34,10 +34,23 @@ int64_t ExpectedFreedBytes(const ReleaseEvidence& evidence, const std::string& t
 // response's before/after figures).
 int64_t ObservedFreedBytes(const ReleaseEvidence& evidence);
 
+// Bytes of `tag` the release copied to a host backup (a tag with
+// host_backup set, e.g. colo-engine --weights_host_backup): the larger of
+// the release's backup_bytes and the tag's host_backup_bytes afterwards,
+// capped at ExpectedFreedBytes. 0 for a tag without host backup.
+int64_t HostBackupBytes(const ReleaseEvidence& evidence, const std::string& tag);
+
+// Bytes the device must get back: the sum of ExpectedFreedBytes over the
+// tags, less their HostBackupBytes on a "cpu" device (host RSS is the
+// device there, and the backup stays in it). On a GPU the backup is host
+// memory and does not lower device free memory: nothing is subtracted.
+int64_t DeviceExpectedFreedBytes(const ReleaseEvidence& evidence);
+
 // OK when, for every requested tag, the engine reports 0 resident bytes
 // afterwards and a release of at least `fraction` of what the tag held, and
-// the device got back at least `fraction` of the sum. Otherwise ABORTED with
-// a message naming the engine, the tag(s) and the bytes.
+// the device got back at least `fraction` of DeviceExpectedFreedBytes.
+// Otherwise ABORTED with a message naming the engine, the tag(s) and the
+// bytes.
 absl::Status VerifyRelease(const ReleaseEvidence& evidence, double fraction);
 
 // OK when every tag in `tags` is resident in `after` (GetMemoryInfo after a

@@ -119,6 +119,61 @@ TEST(VerifyTest, CpuUsesProcessRss) {
               StatusIs(absl::StatusCode::kAborted, HasSubstr("process RSS changed by only")));
 }
 
+// The weights (4 GiB) were released with a host backup.
+void WithWeightsBackup(ReleaseEvidence* e) {
+  e->before.mutable_tags(0)->set_host_backup(true);
+  e->after.mutable_tags(0)->set_host_backup(true);
+  e->after.mutable_tags(0)->set_host_backup_bytes(4 * kGiB);
+  e->release.mutable_tags(0)->set_backup_bytes(4 * kGiB);
+}
+
+TEST(VerifyTest, CpuHostBackupStaysInRssAndIsExcluded) {
+  ReleaseEvidence e = HonestGpuRelease();
+  e.before.mutable_device()->set_kind("cpu");
+  e.after.mutable_device()->set_kind("cpu");
+  WithWeightsBackup(&e);
+  // RSS drops by the KV cache only: the weights' bytes moved to the backup.
+  e.release.set_process_resident_bytes_before(13 * kGiB);
+  e.release.set_process_resident_bytes_after(5 * kGiB);
+  EXPECT_EQ(HostBackupBytes(e, "weights"), 4 * kGiB);
+  EXPECT_EQ(HostBackupBytes(e, "kv_cache"), 0);
+  EXPECT_EQ(DeviceExpectedFreedBytes(e), 8 * kGiB);
+  EXPECT_OK(VerifyRelease(e, 0.95));
+  // A kept KV cache is still caught, and the message says what was excluded.
+  e.release.set_process_resident_bytes_after(13 * kGiB - kGiB / 10);
+  EXPECT_THAT(VerifyRelease(e, 0.95),
+              StatusIs(absl::StatusCode::kAborted,
+                       AllOf(HasSubstr("host backups of 4294967296 bytes stay in the process"),
+                             HasSubstr("bytes match tag kv_cache"))));
+}
+
+TEST(VerifyTest, GpuHostBackupDoesNotCountAgainstDeviceFreeMemory) {
+  ReleaseEvidence e = HonestGpuRelease();
+  WithWeightsBackup(&e);
+  // The backup is host memory: the device must get all 12 GiB back.
+  EXPECT_EQ(DeviceExpectedFreedBytes(e), 12 * kGiB);
+  EXPECT_OK(VerifyRelease(e, 0.95));
+  e.release.set_device_free_bytes_after(10 * kGiB + 8 * kGiB);
+  EXPECT_THAT(VerifyRelease(e, 0.95), StatusIs(absl::StatusCode::kAborted,
+                                              HasSubstr("bytes match tag weights")));
+}
+
+TEST(VerifyTest, BackupBytesOfATagWithoutHostBackupAreNotTrusted) {
+  ReleaseEvidence e = HonestGpuRelease();
+  e.before.mutable_device()->set_kind("cpu");
+  e.after.mutable_device()->set_kind("cpu");
+  // Claims a backup of kv_cache, but the tag is not configured with one.
+  e.release.mutable_tags(1)->set_backup_bytes(8 * kGiB);
+  EXPECT_EQ(HostBackupBytes(e, "kv_cache"), 0);
+  e.release.set_process_resident_bytes_before(13 * kGiB);
+  e.release.set_process_resident_bytes_after(9 * kGiB);
+  EXPECT_THAT(VerifyRelease(e, 0.95), StatusIs(absl::StatusCode::kAborted));
+  // And a backup larger than the tag counts only up to the tag's size.
+  WithWeightsBackup(&e);
+  e.release.mutable_tags(0)->set_backup_bytes(100 * kGiB);
+  EXPECT_EQ(HostBackupBytes(e, "weights"), 4 * kGiB);
+}
+
 TEST(VerifyTest, NoOpReleaseOfAlreadyReleasedTagsPasses) {
   ReleaseEvidence e;
   e.address = "a:1";

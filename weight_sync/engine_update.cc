@@ -333,6 +333,11 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromIpc(
 
 absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDisk(
     const v1::UpdateWeightsFromDiskRequest& request, const EngineUpdateEnv& env) {
+  if (request.model_path().empty()) {
+    return absl::InvalidArgumentError(
+        "UpdateWeightsFromDisk: model_path is empty; give the checkpoint directory "
+        "(*.safetensors, with model.safetensors.index.json when sharded)");
+  }
   const absl::Time t0 = absl::Now();
   absl::StatusOr<std::unique_ptr<engine::SafetensorsCheckpoint>> ckpt =
       engine::SafetensorsCheckpoint::Open(request.model_path());

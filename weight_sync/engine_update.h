@@ -106,8 +106,9 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromIpc(
     const std::function<bool(const v1::IpcBucketAck&)>& ack, const EngineUpdateEnv& env,
     const IpcUpdateOptions& ipc, v1::WeightCommit* commit);
 
-// NOT_FOUND for a missing directory/checkpoint; INVALID_ARGUMENT for missing
-// tensors or wrong shapes/dtypes (all listed).
+// INVALID_ARGUMENT for an empty model_path (naming the field); NOT_FOUND for
+// a missing directory/checkpoint; INVALID_ARGUMENT for missing tensors or
+// wrong shapes/dtypes (all listed).
 absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDisk(
     const v1::UpdateWeightsFromDiskRequest& request, const EngineUpdateEnv& env);
 

@@ -58,10 +58,17 @@ absl::Status StageCheckpoint(const engine::SafetensorsCheckpoint& checkpoint,
   std::vector<TensorSpec> specs;
   std::vector<const engine::TensorView*> views;
   std::vector<std::string> missing;
+  std::vector<std::string> bad_dtypes;
   for (const TensorSpec& expected : sink->ExpectedTensors()) {
     absl::StatusOr<const engine::TensorView*> view = checkpoint.Find(expected.name);
     if (!view.ok()) {
       missing.push_back(absl::StrCat("\"", expected.name, "\""));
+      continue;
+    }
+    if ((*view)->dtype == engine::TensorDtype::kOther) {
+      // Name the file's dtype string: the spec's enum only knows "other".
+      bad_dtypes.push_back(
+          absl::StrCat("\"", expected.name, "\": dtype \"", (*view)->dtype_name, "\""));
       continue;
     }
     TensorSpec s;
@@ -75,6 +82,11 @@ absl::Status StageCheckpoint(const engine::SafetensorsCheckpoint& checkpoint,
     return absl::InvalidArgumentError(absl::StrCat(
         "the checkpoint lacks ", missing.size(),
         " tensor(s) of the model: ", absl::StrJoin(missing, ", ")));
+  }
+  if (!bad_dtypes.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the checkpoint has ", bad_dtypes.size(), " tensor(s) of an unsupported dtype (want F32, ",
+        "F16 or BF16): ", absl::StrJoin(bad_dtypes, ", ")));
   }
   absl::Status st = sink->Begin(specs);
   if (!st.ok()) return st;

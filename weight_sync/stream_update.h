@@ -45,8 +45,10 @@ class ChunkStreamUpdate {
 // Stages a full update from a checkpoint: every tensor the sink expects
 // (ExpectedTensors) must be in the checkpoint (else INVALID_ARGUMENT listing
 // the missing ones); tensors the sink does not know (e.g. rotary caches) are
-// ignored, as ModelWeights::Load does. Dtype/shape problems are
-// INVALID_ARGUMENT listing every offender (sink->Begin). On success the sink
+// ignored, as ModelWeights::Load does. A tensor stored in a dtype colo does
+// not load (e.g. F64) is INVALID_ARGUMENT naming the file's dtype string;
+// other dtype/shape problems are INVALID_ARGUMENT listing every offender
+// (sink->Begin). On success the sink
 // is ready to Commit; `bytes` gets the bytes staged.
 absl::Status StageCheckpoint(const engine::SafetensorsCheckpoint& checkpoint,
                              UpdateSink* sink, int64_t* bytes);

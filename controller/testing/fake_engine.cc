@@ -73,7 +73,12 @@ absl::StatusOr<::colo::v1::GetServerInfoResponse> FakeEngine::GetServerInfo() {
   absl::MutexLock lock(&mu_);
   absl::Status entered = EnterLocked("GetServerInfo", "GetServerInfo");
   if (!entered.ok()) return entered;
+  return InfoLocked();
+}
+
+::colo::v1::GetServerInfoResponse FakeEngine::InfoLocked() const {
   ::colo::v1::GetServerInfoResponse response;
+  response.set_instance_id(absl::StrCat(options_.address, "#", incarnation_));
   response.set_state(paused_ ? "paused" : "serving");
   response.set_paused_mode(paused_mode_);
   response.set_device(options_.device_kind);
@@ -265,14 +270,26 @@ int64_t FakeEngine::probes() const {
   return probes_;
 }
 
-absl::Status FakeEngine::Probe() {
+absl::StatusOr<::colo::v1::GetServerInfoResponse> FakeEngine::Probe() {
   absl::MutexLock lock(&mu_);
   ++probes_;
   if (unavailable_) return absl::UnavailableError("fake engine is down");
   if (hang_ && hanging_ > 0) {
     return absl::DeadlineExceededError("probe deadline exceeded (engine hangs)");
   }
-  return absl::OkStatus();
+  return InfoLocked();
+}
+
+void FakeEngine::Restart() {
+  absl::MutexLock lock(&mu_);
+  ++incarnation_;
+  for (auto& [name, tag] : tags_) {
+    tag.resident = true;
+    tag.leaked = false;
+  }
+  paused_ = false;
+  paused_mode_.clear();
+  unavailable_ = false;
 }
 
 // --- gRPC service -------------------------------------------------------------

@@ -83,7 +83,11 @@ class FakeEngine {
   bool paused() const ABSL_LOCKS_EXCLUDED(mu_);
   bool tag_resident(const std::string& tag) const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t probes() const ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status Probe() ABSL_LOCKS_EXCLUDED(mu_);
+  // The server info, like GetServerInfo but not recorded in calls().
+  absl::StatusOr<::colo::v1::GetServerInfoResponse> Probe() ABSL_LOCKS_EXCLUDED(mu_);
+  // A restarted engine process: a new instance_id, every tag resident, not
+  // paused, available.
+  void Restart() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Tag {
@@ -96,6 +100,7 @@ class FakeEngine {
   // Records the call and applies fault knobs; non-OK means "fail with this".
   absl::Status EnterLocked(const std::string& method, const std::string& call)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ::colo::v1::GetServerInfoResponse InfoLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t MappedBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t DeviceFreeLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t RssLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -120,6 +125,7 @@ class FakeEngine {
   absl::flat_hash_map<std::string, absl::Status> fail_next_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> calls_ ABSL_GUARDED_BY(mu_);
   int64_t probes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t incarnation_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t caching_reserved_ ABSL_GUARDED_BY(mu_) = int64_t{1} << 20;
 };
 
@@ -130,32 +136,59 @@ class FakeEngineClient : public EngineClient {
 
   const std::string& address() const override { return engine_->address(); }
   absl::StatusOr<::colo::v1::GetServerInfoResponse> GetServerInfo() override {
+    if (closed()) return Closed();
     return engine_->GetServerInfo();
   }
   absl::StatusOr<::colo::v1::GetMemoryInfoResponse> GetMemoryInfo() override {
+    if (closed()) return Closed();
     return engine_->GetMemoryInfo();
   }
   absl::StatusOr<::colo::v1::PauseGenerationResponse> PauseGeneration(
       const std::string& mode) override {
+    if (closed()) return Closed();
     return engine_->PauseGeneration(mode);
   }
   absl::StatusOr<::colo::v1::ContinueGenerationResponse> ContinueGeneration(
       bool torch_empty_cache) override {
+    if (closed()) return Closed();
     return engine_->ContinueGeneration(torch_empty_cache);
   }
   absl::StatusOr<::colo::v1::ReleaseTagsResponse> ReleaseTags(
       const std::vector<std::string>& tags) override {
+    if (closed()) return Closed();
     return engine_->ReleaseTags(tags);
   }
   absl::StatusOr<::colo::v1::ResumeTagsResponse> ResumeTags(
       const std::vector<std::string>& tags) override {
+    if (closed()) return Closed();
     return engine_->ResumeTags(tags);
   }
-  absl::Status Probe() override { return engine_->Probe(); }
+  absl::StatusOr<::colo::v1::GetServerInfoResponse> Probe() override {
+    if (closed()) return Closed();
+    return engine_->Probe();
+  }
   void CancelPending() override { engine_->CancelHanging(); }
+  // Later calls fail CANCELLED; hanging ones are cancelled.
+  void Close() override {
+    {
+      absl::MutexLock lock(&mu_);
+      closed_ = true;
+    }
+    engine_->CancelHanging();
+  }
 
  private:
+  bool closed() const {
+    absl::MutexLock lock(&mu_);
+    return closed_;
+  }
+  absl::Status Closed() const {
+    return absl::CancelledError("fake engine client closed: the controller is shutting down");
+  }
+
   FakeEngine* engine_;
+  mutable absl::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // colo.v1.RolloutEngine over a FakeEngine (not owned). Generate streams

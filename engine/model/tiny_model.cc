@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/tokenizer/tiny_tokenizer.h"
 
 namespace colo {
 namespace engine {
@@ -127,6 +128,9 @@ absl::Status WriteTinyModel(const TinyModelOptions& options, const std::string& 
     out << ModelConfigToJson(*config) << "\n";
     if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", dir, "/config.json"));
   }
+  absl::Status tokenizer_written = tokenizer::WriteTinyTokenizer(
+      {.vocab = config->vocab_size, .max_position = config->max_position_embeddings}, dir);
+  if (!tokenizer_written.ok()) return tokenizer_written;
   // Enumerate names and shapes with a heap-only dry run of the layout.
   std::vector<std::pair<std::string, std::vector<int64_t>>> tensors;
   {

@@ -43,7 +43,9 @@ struct TinyModelOptions {
 // INVALID_ARGUMENT for inconsistent options (the message names the field).
 absl::StatusOr<ModelConfig> TinyModelConfig(const TinyModelOptions& options);
 
-// Creates `dir` if needed and writes config.json and model.safetensors.
+// Creates `dir` if needed and writes config.json, model.safetensors and a
+// tokenizer of `vocab` ids (engine/tokenizer/tiny_tokenizer.h: tokenizer.json,
+// tokenizer_config.json, generation_config.json; none for vocab < 5).
 absl::Status WriteTinyModel(const TinyModelOptions& options,
                             const std::string& dir);
 

@@ -15,6 +15,8 @@
 #define COLO_ENGINE_SCHEDULER_ENGINE_STATE_H_
 
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "engine/scheduler/pause_mode.h"
@@ -36,6 +38,24 @@ struct EngineState {
   absl::Status Pause(PauseMode mode);
   absl::Status Continue();
 };
+
+// What GetServerInfo reports, and what the "colo.generate" health service
+// follows (both edges use this one rule, so they never disagree).
+struct ServingStatus {
+  // In order of precedence: "needs_weights", "paused", "released" (not
+  // paused, but a memory tag is released: generation waits for ResumeTags),
+  // "serving".
+  std::string state;
+  // Why the engine is not serving (names the released tags); empty when
+  // serving.
+  std::string reason;
+  // True exactly when `state` is "serving".
+  bool can_generate = false;
+};
+
+// `released_tags`: names of the memory tags currently released.
+ServingStatus DescribeServing(const EngineState& state,
+                              const std::vector<std::string>& released_tags);
 
 }  // namespace colo::engine
 

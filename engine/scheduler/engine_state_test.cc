@@ -30,5 +30,30 @@ TEST(EngineStateTest, NeedsWeightsRefusesContinue) {
   ASSERT_OK(s.Continue());
 }
 
+TEST(EngineStateTest, DescribeServingNeverSaysServingWhileMemoryIsReleased) {
+  EngineState s;
+  ServingStatus serving = DescribeServing(s, {});
+  EXPECT_EQ(serving.state, "serving");
+  EXPECT_TRUE(serving.can_generate);
+  EXPECT_EQ(serving.reason, "");
+
+  ServingStatus released = DescribeServing(s, {"kv_cache"});
+  EXPECT_EQ(released.state, "released");
+  EXPECT_FALSE(released.can_generate);
+  EXPECT_NE(released.reason.find("kv_cache"), std::string::npos) << released.reason;
+
+  ASSERT_OK(s.Pause(PauseMode::kRetract));
+  ServingStatus paused = DescribeServing(s, {"weights", "kv_cache"});
+  EXPECT_EQ(paused.state, "paused");
+  EXPECT_FALSE(paused.can_generate);
+  EXPECT_NE(paused.reason.find("retract"), std::string::npos) << paused.reason;
+  EXPECT_NE(paused.reason.find("weights,kv_cache"), std::string::npos) << paused.reason;
+
+  s.needs_weights = true;
+  ServingStatus needs = DescribeServing(s, {"kv_cache"});
+  EXPECT_EQ(needs.state, "needs_weights");
+  EXPECT_FALSE(needs.can_generate);
+}
+
 }  // namespace
 }  // namespace colo::engine

@@ -68,6 +68,12 @@ std::string TagList(const std::vector<MemoryTag>& tags) {
 
 }  // namespace
 
+ServingStatus ServingOf(const SchedulerSnapshot& snapshot) {
+  std::vector<std::string> released;
+  for (MemoryTag t : snapshot.released_tags) released.emplace_back(MemoryTagName(t));
+  return DescribeServing(snapshot.state, released);
+}
+
 Scheduler::Scheduler(const SchedulerOptions& options, ModelRunner* model,
                      kvcache::KvCacheManager* kv, TaggedPool* pool, CachingAllocator* allocator)
     : Scheduler(options, nullptr, model, kv, pool, allocator) {}
@@ -776,6 +782,16 @@ absl::StatusOr<TagTransition> Scheduler::DoRelease(const std::vector<MemoryTag>&
   absl::StatusOr<ReleaseReport> report = pool_->Release(tags);
   if (!report.ok()) return report.status();
   t.release = *std::move(report);
+  if (kv) {
+    // No request holds activations now (paused or idle): the cached
+    // transient segments go back with the KV cache, not at Continue.
+    t.allocator_reserved_before = allocator_->Stats().reserved_bytes;
+    allocator_->EmptyCache();
+    t.allocator_reserved_after = allocator_->Stats().reserved_bytes;
+    COLO_LOG(INFO) << "release of kv_cache: caching allocator reserved "
+                   << t.allocator_reserved_before << " -> " << t.allocator_reserved_after
+                   << " bytes";
+  }
   ASSIGN_OR_RETURN(t.after, pool_->backend()->MemoryInfo());
   uint64_t freed = 0;
   for (const TagReleaseReport& r : t.release.tags) freed += r.bytes_freed;

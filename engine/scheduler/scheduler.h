@@ -112,6 +112,10 @@ struct TagTransition {
   DeviceMemoryInfo before;
   DeviceMemoryInfo after;
   int num_retracted = 0;  // requests paused in place whose KV was released
+  // Release of kv_cache: the caching allocator's reserved bytes before and
+  // after it was emptied (both 0 when kv_cache was not released).
+  uint64_t allocator_reserved_before = 0;
+  uint64_t allocator_reserved_after = 0;
 };
 
 struct PoolSnapshot {
@@ -141,6 +145,10 @@ struct SchedulerSnapshot {
   std::string last_kv_audit_error;
   std::string weight_version;
 };
+
+// GetServerInfo's state/reason and the readiness of "colo.generate" for a
+// snapshot (DescribeServing with the released tags' names).
+ServingStatus ServingOf(const SchedulerSnapshot& snapshot);
 
 class Scheduler {
  public:
@@ -175,7 +183,9 @@ class Scheduler {
   absl::StatusOr<ContinueResult> Continue(bool empty_cache);
   // Only while paused or with no request running (FAILED_PRECONDITION
   // naming the running count). Releasing kv_cache flushes the prefix cache
-  // and resets every pool first; requests paused in place are retracted.
+  // and resets every pool first; requests paused in place are retracted;
+  // afterwards the caching allocator is emptied (its transients would
+  // otherwise stay reserved until ContinueGeneration, i.e. through training).
   absl::StatusOr<TagTransition> Release(const std::vector<MemoryTag>& tags);
   absl::StatusOr<TagTransition> Resume(const std::vector<MemoryTag>& tags);
   // Drops the prefix cache; returns the pages freed. FAILED_PRECONDITION

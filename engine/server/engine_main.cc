@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,9 +14,9 @@
 #include "engine/server/engine_options.h"
 #include "engine/server/engine_runtime.h"
 #include "engine/server/engine_service.h"
-#include "grpcpp/security/server_credentials.h"
 #include "proto/server/auth.h"
 #include "proto/server/grpc_server.h"
+#include "proto/server/tls.h"
 #include "proto/logging/logging.h"
 #include "proto/server/metrics_http_server.h"
 
@@ -67,14 +66,6 @@ ABSL_FLAG(std::string, debug_skip_release_tag, "",
 
 namespace colo::engine {
 namespace {
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path, const char* flag) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read '", path, "'"));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 absl::Status WritePortFile(const std::string& path, int port) {
   const std::string tmp = path + ".tmp";
@@ -154,13 +145,9 @@ int EngineMain(int argc, char** argv) {
   if (absl::Status s = CheckBindSecurity(options.host, !token.empty()); !s.ok()) return Fail(s);
   GrpcServerOptions server;
   if (!options.tls_cert.empty()) {
-    absl::StatusOr<std::string> cert = ReadWholeFile(options.tls_cert, "--tls_cert");
-    if (!cert.ok()) return Fail(cert.status());
-    absl::StatusOr<std::string> key = ReadWholeFile(options.tls_key, "--tls_key");
-    if (!key.ok()) return Fail(key.status());
-    grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key, *cert});
-    server.credentials = grpc::SslServerCredentials(ssl);
+    auto credentials = ServerTlsCredentials(options.tls_cert, options.tls_key);
+    if (!credentials.ok()) return Fail(credentials.status());
+    server.credentials = *credentials;
   }
 
   absl::StatusOr<std::unique_ptr<EngineRuntime>> runtime = EngineRuntime::Create(options);

@@ -1,6 +1,7 @@
 #include "engine/server/engine_runtime.h"
 
 #include <algorithm>
+#include <random>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -8,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "engine/device/device_backend_factory.h"
 #include "engine/memory/memory_tag.h"
 #include "engine/model/cpu_model_runner.h"
@@ -37,6 +40,21 @@ int32_t ReadEosTokenId(const std::string& model_dir) {
   if (eos.is_array() && !eos.empty() && eos[0].is_number_integer()) return eos[0].get<int32_t>();
   return -1;
 }
+
+namespace {
+
+// 16 hex digits from the system's random source and the clock.
+std::string NewInstanceId() {
+  std::random_device device;
+  const uint64_t id = (static_cast<uint64_t>(device()) << 32) ^ device() ^
+                      static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  return absl::StrFormat("%016x", id);
+}
+
+}  // namespace
+
+EngineRuntime::EngineRuntime(const EngineOptions& options)
+    : options_(options), instance_id_(NewInstanceId()) {}
 
 absl::StatusOr<std::unique_ptr<EngineRuntime>> EngineRuntime::Create(const EngineOptions& options) {
   std::unique_ptr<EngineRuntime> runtime(new EngineRuntime(options));

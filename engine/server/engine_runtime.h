@@ -71,12 +71,15 @@ class EngineRuntime {
   ModelWeights& weights() { return model_->weights(); }
   int32_t max_context_tokens() const { return max_context_tokens_; }
   int32_t eos_token_id() const { return eos_token_id_; }
+  // Random, chosen when the runtime is created: a controller that sees it
+  // change knows the engine restarted (GetServerInfo.instance_id).
+  const std::string& instance_id() const { return instance_id_; }
 
   // Tagged pool, caching allocator and device numbers, now.
   absl::StatusOr<MemoryInfo> CollectMemory() const;
 
  private:
-  explicit EngineRuntime(const EngineOptions& options) : options_(options) {}
+  explicit EngineRuntime(const EngineOptions& options);
   absl::Status Init();
   // Sets backend_ from --device (see the file comment).
   absl::Status InitBackend();
@@ -102,6 +105,7 @@ class EngineRuntime {
   std::unique_ptr<Scheduler> scheduler_;
   int32_t max_context_tokens_ = 0;
   int32_t eos_token_id_ = -1;
+  const std::string instance_id_;
 };
 
 // Reads eos_token_id from config.json (an int, or the first of a list);

@@ -103,9 +103,7 @@ void EngineService::MarkShuttingDown() {
 }
 
 void EngineService::UpdateHealth() {
-  const SchedulerSnapshot s = runtime_->scheduler().Snapshot();
-  const bool can_generate =
-      s.state.run == RunState::kServing && !s.state.needs_weights && s.released_tags.empty();
+  const bool can_generate = ServingOf(runtime_->scheduler().Snapshot()).can_generate;
   absl::MutexLock lock(&health_mu_);
   if (health_ == nullptr) return;
   health_->SetServingStatus(kGenerateHealthService, can_generate && !shutting_down_);
@@ -260,6 +258,10 @@ grpc::Status EngineService::ReleaseTags(grpc::ServerContext* context,
     b->set_no_op(r.no_op);
     b->set_backup_bytes(static_cast<int64_t>(r.backup_bytes));
   }
+  response->set_caching_allocator_reserved_bytes_before(
+      static_cast<int64_t>(t->allocator_reserved_before));
+  response->set_caching_allocator_reserved_bytes_after(
+      static_cast<int64_t>(t->allocator_reserved_after));
   FillTransition(*t, response);
   return grpc::Status::OK;
 }
@@ -392,7 +394,8 @@ grpc::Status EngineService::GetServerInfo(grpc::ServerContext*,
   m->set_num_parameters(c.NumParameters());
   m->set_eos_token_id(runtime_->eos_token_id());
   const SchedulerSnapshot s = runtime_->scheduler().Snapshot();
-  response->set_state(s.state.Name());
+  const ServingStatus serving = ServingOf(s);
+  response->set_state(serving.state);
   response->set_weight_version(s.weight_version);
   if (s.state.paused_mode.has_value()) {
     response->set_paused_mode(std::string(PauseModeName(*s.state.paused_mode)));
@@ -404,13 +407,9 @@ grpc::Status EngineService::GetServerInfo(grpc::ServerContext*,
   response->set_num_waiting(s.num_waiting);
   response->set_kv_capacity_tokens(s.kv_capacity_tokens);
   response->set_version(kEngineVersion);
+  response->set_instance_id(runtime_->instance_id());
   response->set_memory_saver_enabled(runtime_->options().enable_memory_saver);
-  if (s.state.needs_weights) {
-    response->set_reason(
-        "weights were released without a host backup; send a weight update before continuing");
-  } else if (!s.released_tags.empty()) {
-    response->set_reason("memory released; generation waits for ResumeTags");
-  }
+  response->set_reason(serving.reason);
   response->set_kv_audits(s.kv_audits_total);
   response->set_kv_audit_violations(s.kv_audit_violations_total);
   response->set_last_kv_audit_error(s.last_kv_audit_error);

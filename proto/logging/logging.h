@@ -6,8 +6,8 @@
 // Each message is one line: "I1123 13:45:01.123456 tid file.cc:42] text".
 // COLO_CHECK is for broken programmer invariants only, never request data.
 // Thread-safe.
-#ifndef COLO_PROTO_BASE_LOGGING_H_
-#define COLO_PROTO_BASE_LOGGING_H_
+#ifndef COLO_PROTO_LOGGING_LOGGING_H_
+#define COLO_PROTO_LOGGING_LOGGING_H_
 
 #include <sstream>
 
@@ -60,4 +60,4 @@ void SetMinLogSeverity(logging_internal::Severity severity);
                    .stream()                                              \
                    << "Check failed: " #cond " "
 
-#endif  // COLO_PROTO_BASE_LOGGING_H_
+#endif  // COLO_PROTO_LOGGING_LOGGING_H_

@@ -6,8 +6,8 @@
 // metadata and return its status (UNAUTHENTICATED on a missing or wrong
 // `authorization: Bearer <token>` header). Clients attach the header with
 // AddBearerToken.
-#ifndef COLO_PROTO_BASE_AUTH_H_
-#define COLO_PROTO_BASE_AUTH_H_
+#ifndef COLO_PROTO_SERVER_AUTH_H_
+#define COLO_PROTO_SERVER_AUTH_H_
 
 #include <memory>
 #include <string>
@@ -55,4 +55,4 @@ void AddBearerToken(grpc::ClientContext* context, absl::string_view token);
 
 }  // namespace colo
 
-#endif  // COLO_PROTO_BASE_AUTH_H_
+#endif  // COLO_PROTO_SERVER_AUTH_H_

@@ -7,8 +7,8 @@
 //
 // Call BlockTerminationSignals() first thing in main, before any thread is
 // created, so the signals are delivered only to the waiting thread.
-#ifndef COLO_PROTO_BASE_GRPC_SERVER_H_
-#define COLO_PROTO_BASE_GRPC_SERVER_H_
+#ifndef COLO_PROTO_SERVER_GRPC_SERVER_H_
+#define COLO_PROTO_SERVER_GRPC_SERVER_H_
 
 #include <functional>
 #include <memory>
@@ -57,4 +57,4 @@ absl::Status RunGrpcServer(const GrpcServerOptions& options);
 
 }  // namespace colo
 
-#endif  // COLO_PROTO_BASE_GRPC_SERVER_H_
+#endif  // COLO_PROTO_SERVER_GRPC_SERVER_H_

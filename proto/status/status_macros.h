@@ -1,7 +1,7 @@
 // RETURN_IF_ERROR / ASSIGN_OR_RETURN: the one pair of status-propagation
 // macros shared by every colo target.
-#ifndef COLO_PROTO_BASE_STATUS_MACROS_H_
-#define COLO_PROTO_BASE_STATUS_MACROS_H_
+#ifndef COLO_PROTO_STATUS_STATUS_MACROS_H_
+#define COLO_PROTO_STATUS_STATUS_MACROS_H_
 
 #include <utility>
 
@@ -31,4 +31,4 @@
   }                                                       \
   lhs = std::move(statusor).value()
 
-#endif  // COLO_PROTO_BASE_STATUS_MACROS_H_
+#endif  // COLO_PROTO_STATUS_STATUS_MACROS_H_

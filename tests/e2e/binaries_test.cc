@@ -4,8 +4,6 @@
 // "colo.generate"), coloctl talks to both, and SIGTERM drains each server
 // with exit code 0. Bad input: an unknown flag or an unreadable --model
 // exits non-zero with one clear line.
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -21,22 +19,6 @@ namespace colo::test_util {
 namespace {
 
 using ::testing::HasSubstr;
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout + stderr
-};
-
-CommandResult RunCommand(const std::string& command) {
-  CommandResult r;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return r;
-  char buf[512];
-  while (std::fgets(buf, sizeof(buf), pipe) != nullptr) r.output += buf;
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 int Lines(const std::string& s) {
   std::vector<std::string> lines = absl::StrSplit(s, '\n', absl::SkipEmpty());

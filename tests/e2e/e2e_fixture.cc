@@ -1,6 +1,10 @@
 #include "tests/e2e/e2e_fixture.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <chrono>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -61,6 +65,53 @@ int64_t TagResidentBytes(const colo::v1::MemoryInfo& memory, const std::string& 
     if (t.tag() == tag) return t.resident_bytes();
   }
   return 0;
+}
+
+CommandResult RunCommand(const std::string& command) {
+  CommandResult r;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return r;
+  char buf[512];
+  while (std::fgets(buf, sizeof(buf), pipe) != nullptr) r.output += buf;
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+CommandResult Coloctl(const E2ENode& node, const std::string& args) {
+  return RunCommand(absl::StrCat(RunfilePath("controller/coloctl"),
+                                 " --controller=", node.controller_address(), " ", args));
+}
+
+absl::Status UpdateEnginesFromDisk(E2ENode& node, const std::string& dir,
+                                   const std::string& version) {
+  for (int i = 0; i < node.num_engines(); ++i) {
+    colo::v1::UpdateWeightsFromDiskRequest request;
+    request.set_model_path(dir);
+    request.set_weight_version(version);
+    absl::StatusOr<colo::v1::UpdateWeightsResponse> r =
+        Call<colo::v1::UpdateWeightsResponse>([&](grpc::ClientContext* c, auto* o) {
+          return node.engine_stub(i).UpdateWeightsFromDisk(c, request, o);
+        });
+    if (!r.ok()) return r.status();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RecoverNode(E2ENode& node, const std::string& dir, const std::string& version) {
+  CommandResult first = Coloctl(node, "recover");
+  if (first.exit_code == 0) return absl::OkStatus();
+  if (first.output.find("needs weights") == std::string::npos) {
+    return absl::InternalError(absl::StrCat("coloctl recover: ", first.output));
+  }
+  absl::Status sent = UpdateEnginesFromDisk(node, dir, version);
+  if (!sent.ok()) return sent;
+  CommandResult second = Coloctl(node, "recover");
+  if (second.exit_code != 0) {
+    return absl::InternalError(absl::StrCat("coloctl recover after sending weights: ",
+                                            second.output));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<E2ENode>> E2ENode::Start(const std::string& model_dir,
@@ -139,6 +190,11 @@ absl::Status E2ENode::StartController(int port) {
 
 void E2ENode::KillEngine(int i) { engines_[i]->Kill(); }
 
+void E2ENode::StopEngine(int i) { ::kill(engines_[i]->pid(), SIGSTOP); }
+void E2ENode::ContinueEngine(int i) { ::kill(engines_[i]->pid(), SIGCONT); }
+void E2ENode::StopController() { ::kill(controller_->pid(), SIGSTOP); }
+void E2ENode::ContinueController() { ::kill(controller_->pid(), SIGCONT); }
+
 absl::Status E2ENode::RestartEngine(int i) {
   const int port = engines_[i]->port();
   engines_[i]->Kill();
@@ -171,6 +227,13 @@ controller::demo::DemoTrainerOptions E2ENode::TrainerOptions() const {
 
 absl::StatusOr<colo::v1::NodeState> E2ENode::WaitForPhase(colo::v1::Phase phase,
                                                            absl::Duration timeout) {
+  return WaitFor([phase](const colo::v1::NodeState& s) { return s.phase() == phase; },
+                 colo::v1::Phase_Name(phase), timeout);
+}
+
+absl::StatusOr<colo::v1::NodeState> E2ENode::WaitFor(
+    const std::function<bool(const colo::v1::NodeState&)>& done, const std::string& what,
+    absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   absl::StatusOr<colo::v1::NodeState> state;
   // Watch streams every change; the first message is the current state.
@@ -180,18 +243,23 @@ absl::StatusOr<colo::v1::NodeState> E2ENode::WaitForPhase(colo::v1::Phase phase,
   colo::v1::NodeState message;
   while (reader->Read(&message)) {
     state = message;
-    if (message.phase() == phase) {
+    if (done(message)) {
       context.TryCancel();
       (void)reader->Finish();
       return state;
     }
   }
   grpc::Status s = reader->Finish();
-  if (state.ok() && state->phase() != phase) {
+  if (state.ok()) {
     return absl::DeadlineExceededError(absl::StrCat(
-        "node did not reach ", colo::v1::Phase_Name(phase), " within ",
-        absl::FormatDuration(timeout), "; last phase ", colo::v1::Phase_Name(state->phase()),
-        " (", state->reason(), "); watch ended: ", s.error_message()));
+        "node did not reach ", what, " within ", absl::FormatDuration(timeout), "; last phase ",
+        colo::v1::Phase_Name(state->phase()), " (", state->reason(), "); engines: ",
+        [&] {
+          std::string out;
+          for (const auto& e : state->engines()) absl::StrAppend(&out, e.ShortDebugString(), "; ");
+          return out;
+        }(),
+        "watch ended: ", s.error_message()));
   }
   return absl::DeadlineExceededError(
       absl::StrCat("watch ended before any state: ", s.error_message()));

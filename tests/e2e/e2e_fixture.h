@@ -5,6 +5,7 @@
 #ifndef COLO_TESTS_E2E_E2E_FIXTURE_H_
 #define COLO_TESTS_E2E_E2E_FIXTURE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,12 +57,28 @@ class E2ENode {
   // SIGKILL the controller / start it again on the same port and journal.
   void KillController();
   absl::Status RestartController();
+  // Flags appended to the controller's on its next (re)start.
+  void set_controller_flags(std::vector<std::string> flags) {
+    options_.controller_flags = std::move(flags);
+  }
+
+  // SIGSTOP / SIGCONT engine i or the controller (a hung process). The
+  // destructor's SIGKILL also ends stopped processes.
+  void StopEngine(int i);
+  void ContinueEngine(int i);
+  void StopController();
+  void ContinueController();
 
   // Options for a demo trainer of this node (checkpoints under dir()).
   controller::demo::DemoTrainerOptions TrainerOptions() const;
 
-  // Polls GetState until `phase` or the deadline; returns the last state.
+  // Watches the node until `phase` or the deadline; returns the last state.
   absl::StatusOr<colo::v1::NodeState> WaitForPhase(colo::v1::Phase phase, absl::Duration timeout);
+  // Watches the node (Watch streams every state change) until `done` holds
+  // or the deadline; DEADLINE_EXCEEDED naming `what` and the last state.
+  absl::StatusOr<colo::v1::NodeState> WaitFor(
+      const std::function<bool(const colo::v1::NodeState&)>& done, const std::string& what,
+      absl::Duration timeout);
 
  private:
   E2ENode() = default;
@@ -88,6 +105,28 @@ absl::StatusOr<colo::v1::GetMemoryInfoResponse> EngineMemory(colo::v1::RolloutEn
 
 // Resident bytes of `tag` in `memory` (0 when absent).
 int64_t TagResidentBytes(const colo::v1::MemoryInfo& memory, const std::string& tag);
+
+struct CommandResult {
+  // The exit code, or -1 when the command did not exit normally.
+  int exit_code = -1;
+  std::string output;  // stdout + stderr
+};
+
+// Runs a shell command to its end, collecting stdout and stderr.
+CommandResult RunCommand(const std::string& command);
+
+// Runs `coloctl --controller=<node's controller> <args>`.
+CommandResult Coloctl(const E2ENode& node, const std::string& args);
+
+// UpdateWeightsFromDisk(dir, version) on every engine of the node.
+absl::Status UpdateEnginesFromDisk(E2ENode& node, const std::string& dir,
+                                   const std::string& version);
+
+// What an operator does for a FAILED node: `coloctl recover`; when an engine
+// needs weights (its weights were released without a host backup), send
+// every engine the last committed checkpoint `dir` (weight_version
+// `version`) from disk and recover again. OK once the node is in ROLLOUT.
+absl::Status RecoverNode(E2ENode& node, const std::string& dir, const std::string& version);
 
 }  // namespace colo::test_util
 

@@ -14,7 +14,9 @@ def phase_name(phase: int) -> str:
 
 @dataclass
 class EngineState:
-    """One engine as the controller sees it."""
+    """One engine as the controller sees it. `health` is "healthy", "stale"
+    (no recent answer, not yet lost), "lost" or "unwatched"; `last_ok_us` the
+    time of its last answer (microseconds since the epoch, 0: never)."""
 
     address: str
     healthy: bool
@@ -23,12 +25,15 @@ class EngineState:
     released_tags: List[str]
     last_error: str
     proto: Any = field(repr=False, default=None)
+    health: str = ""
+    last_ok_us: int = 0
 
     @classmethod
     def from_proto(cls, p: Any) -> "EngineState":
         return cls(address=p.address, healthy=p.healthy, engine_state=p.engine_state,
                    weight_version=p.weight_version, released_tags=list(p.released_tags),
-                   last_error=p.last_error, proto=p)
+                   last_error=p.last_error, proto=p, health=p.health,
+                   last_ok_us=p.last_ok_us)
 
 
 @dataclass
@@ -172,8 +177,9 @@ class UpdateWeightsResult:
 
 @dataclass
 class ServerInfo:
-    """GetServerInfo: state ("serving", "paused", "needs_weights"), weight
-    version, pause mode, released tags, device."""
+    """GetServerInfo: state ("serving", "paused", "released": memory released
+    while not paused, "needs_weights"), weight version, pause mode, released
+    tags, device, and the reason when not serving."""
 
     state: str
     weight_version: str
