@@ -33,18 +33,9 @@ constexpr size_t kAddressBytes = 136;
 constexpr size_t kSockaddrBytes = 128;
 constexpr size_t kScratchBytes = size_t{1} << 20;
 
-void PutU64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-uint64_t GetU64(const void* p) {
-  const unsigned char* b = static_cast<const unsigned char*>(p);
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | b[i];
-  return v;
-}
 void AppendU64(std::string* out, uint64_t v) {
   char b[8];
-  PutU64(b, v);
+  PutU64Le(b, v);
   out->append(b, 8);
 }
 
@@ -92,7 +83,7 @@ absl::StatusOr<int> Listen(const std::string& ip, sockaddr_in* bound, int backlo
 std::string AddressBytes(const sockaddr_in& addr, int64_t seq) {
   std::string out(kAddressBytes, '\0');
   std::memcpy(out.data(), &addr, sizeof(addr));
-  PutU64(out.data() + kSockaddrBytes, static_cast<uint64_t>(seq));
+  PutU64Le(out.data() + kSockaddrBytes, static_cast<uint64_t>(seq));
   return out;
 }
 
@@ -233,11 +224,11 @@ absl::StatusOr<std::unique_ptr<GlooMesh>> GlooMesh::Connect(
       size_t off = 0;
       auto need = [&](size_t k) { return off + k <= r.size(); };
       if (!need(8)) return fail(absl::FailedPreconditionError(who + ": short record"));
-      const uint64_t host_len = GetU64(r.data() + off);
+      const uint64_t host_len = GetU64Le(r.data() + off);
       off += 8;
       if (!need(host_len + 8)) return fail(absl::FailedPreconditionError(who + ": short record"));
       off += host_len;
-      const uint64_t addr_len = GetU64(r.data() + off);
+      const uint64_t addr_len = GetU64Le(r.data() + off);
       off += 8;
       if (!need(addr_len)) return fail(absl::FailedPreconditionError(who + ": short record"));
       absl::StatusOr<sockaddr_in> a = ParseAddress(r.data() + off, addr_len, who);
@@ -250,13 +241,13 @@ absl::StatusOr<std::unique_ptr<GlooMesh>> GlooMesh::Connect(
             who, " published ", ids, " pair identifiers for a world of ", n,
             " (does the trainer use the same world_size?)")));
       }
-      remote_seq = static_cast<int64_t>(GetU64(r.data() + off + 8 * me));
+      remote_seq = static_cast<int64_t>(GetU64Le(r.data() + off + 8 * me));
       if (IsInitiator(local[p], p, remote, remote_seq)) {
         absl::StatusOr<int> fd = ConnectWithRetry(
             Ipv4String(remote), ntohs(remote.sin_port), options.deadline, who);
         if (!fd.ok()) return fail(fd.status());
         char seq[8];
-        PutU64(seq, static_cast<uint64_t>(remote_seq));
+        PutU64Le(seq, static_cast<uint64_t>(remote_seq));
         absl::Status st = SendAll(*fd, seq, 8, options.deadline, who);
         if (!st.ok()) {
           close(*fd);
@@ -323,7 +314,7 @@ absl::StatusOr<std::unique_ptr<GlooMesh>> GlooMesh::Connect(
       } else {
         char seq[8];
         absl::Status st = RecvAll(fd, seq, 8, options.deadline, where);
-        const int64_t s = st.ok() ? static_cast<int64_t>(GetU64(seq)) : -1;
+        const int64_t s = st.ok() ? static_cast<int64_t>(GetU64Le(seq)) : -1;
         for (const Incoming& in : incoming) {
           if (in.seq == s && waiting.count(in.pair)) pair = in.pair;
         }
@@ -373,12 +364,12 @@ absl::Status GlooMesh::Fail(absl::Status st) {
 void GlooMesh::Queue(Pair* pair, uint64_t opcode, uint64_t slot, size_t length,
                      const char* data) {
   Send s;
-  PutU64(s.header, kPreambleBytes + (opcode == kSendUnboundBuffer ? length : 0));
-  PutU64(s.header + 8, opcode);
-  PutU64(s.header + 16, slot);
-  PutU64(s.header + 24, 0);  // offset
-  PutU64(s.header + 32, length);
-  PutU64(s.header + 40, 0);  // roffset
+  PutU64Le(s.header, kPreambleBytes + (opcode == kSendUnboundBuffer ? length : 0));
+  PutU64Le(s.header + 8, opcode);
+  PutU64Le(s.header + 16, slot);
+  PutU64Le(s.header + 24, 0);  // offset
+  PutU64Le(s.header + 32, length);
+  PutU64Le(s.header + 40, 0);  // roffset
   if (opcode == kSendUnboundBuffer) {
     s.data = data;
     s.data_bytes = length;
@@ -421,10 +412,10 @@ absl::Status GlooMesh::WriteTo(Pair* pair) {
 
 absl::Status GlooMesh::HandlePreamble(Pair* pair) {
   const unsigned char* p = pair->preamble;
-  const uint64_t nbytes = GetU64(p);
-  const uint64_t opcode = GetU64(p + 8);
-  const uint64_t slot = GetU64(p + 16);
-  const uint64_t length = GetU64(p + 32);
+  const uint64_t nbytes = GetU64Le(p);
+  const uint64_t opcode = GetU64Le(p + 8);
+  const uint64_t slot = GetU64Le(p + 16);
+  const uint64_t length = GetU64Le(p + 32);
   const std::string who = PeerName(pair->peer);
   switch (opcode) {
     case kNotifySendReady:

@@ -117,6 +117,17 @@ absl::StatusOr<std::string> RecvString(int fd, absl::Time deadline,
   return s;
 }
 
+void PutU64Le(char* out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (8 * i));
+}
+
+uint64_t GetU64Le(const void* in) {
+  const unsigned char* b = static_cast<const unsigned char*>(in);
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | b[i];
+  return v;
+}
+
 absl::StatusOr<std::string> ResolveIpv4(const std::string& host) {
   if (host.empty() || host == "0.0.0.0") return std::string("0.0.0.0");
   addrinfo hints;

@@ -4,6 +4,7 @@
 #define COLO_WEIGHT_SYNC_SOCKET_IO_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -26,6 +27,10 @@ absl::Status SendString(int fd, const std::string& s, absl::Time deadline,
                         const std::string& peer);
 absl::StatusOr<std::string> RecvString(int fd, absl::Time deadline,
                                        const std::string& peer);
+
+// Little-endian u64 encoding of the torch store and gloo wire formats.
+void PutU64Le(char* out, uint64_t v);
+uint64_t GetU64Le(const void* in);
 
 // Resolves an IPv4 address ("" = any). UNAVAILABLE naming the host.
 absl::StatusOr<std::string> ResolveIpv4(const std::string& host);

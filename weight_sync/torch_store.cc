@@ -32,14 +32,8 @@ constexpr uint64_t kMaxValueBytes = 64ull << 20;
 
 void PutU64(std::string* out, uint64_t v) {
   char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (8 * i));
+  PutU64Le(b, v);
   out->append(b, 8);
-}
-
-uint64_t GetU64(const unsigned char* b) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | b[i];
-  return v;
 }
 
 void PutBytes(std::string* out, const std::string& s) {
@@ -191,7 +185,7 @@ absl::StatusOr<std::string> TorchStoreClient::Get(const std::string& key,
   unsigned char len_bytes[8];
   if (st.ok()) st = RecvAll(fd_, len_bytes, 8, io_deadline, peer_);
   if (!st.ok()) return Broken(st);
-  const uint64_t len = GetU64(len_bytes);
+  const uint64_t len = GetU64Le(len_bytes);
   if (len > kMaxValueBytes) {
     return Broken(absl::InternalError(absl::StrCat(
         "the value of torch TCPStore key \"", key, "\" has ", len,
@@ -214,7 +208,7 @@ absl::StatusOr<int64_t> TorchStoreClient::Add(const std::string& key, int64_t de
   unsigned char reply[8];
   if (st.ok()) st = RecvAll(fd_, reply, 8, io_deadline, peer_);
   if (!st.ok()) return Broken(st);
-  return static_cast<int64_t>(GetU64(reply));
+  return static_cast<int64_t>(GetU64Le(reply));
 }
 
 }  // namespace weight_sync
