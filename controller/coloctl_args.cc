@@ -14,7 +14,8 @@ namespace {
 const std::set<std::string>& Commands() {
   static const auto* const kCommands =
       new std::set<std::string>{"status", "watch",    "engines",  "memory", "release", "resume",
-                                "pause",  "continue", "generate", "cycle",  "recover"};
+                                "pause",  "continue", "generate", "cycle",  "recover",
+                                "weight-groups"};
   return *kCommands;
 }
 
@@ -50,6 +51,10 @@ commands:
                                drive one colocated cycle: PrepareTraining -> BeginWeightSync ->
                                FinishWeightSync(trainer_weights_freed=true); prints a timeline
   recover                      FAILED -> ROLLOUT: resume released tags, continue (controller)
+  weight-groups [--destroy=NAME]
+                               list the engines' weight-update groups (rendezvous, rank, state:
+                               ready/updating/broken, updates, last error); --destroy first
+                               destroys group NAME (with --controller: on every engine)
 
 flags:
   --output=table|json          output format (json: one protobuf JSON object per line)
@@ -64,7 +69,7 @@ exit status: 0 ok, 1 RPC error (code and message on one line), 2 usage error
 absl::StatusOr<ColoctlArgs> ParseColoctlArgs(const std::vector<std::string>& argv) {
   ColoctlArgs args;
   bool have_tags = false, have_mode = false, have_input = false, have_no_empty_cache = false;
-  bool have_gen_flags = false, have_cycle_flags = false;
+  bool have_gen_flags = false, have_cycle_flags = false, have_destroy = false;
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
     if (!absl::StartsWith(arg, "--")) {
@@ -97,7 +102,7 @@ absl::StatusOr<ColoctlArgs> ParseColoctlArgs(const std::vector<std::string>& arg
     static const std::set<std::string> kValued = {
         "controller",  "engine",     "output", "timeout",   "auth_token_file",
         "tls_ca",      "tags",       "mode",   "input_ids", "max_new_tokens",
-        "temperature", "pause_mode", "step"};
+        "temperature", "pause_mode", "step",   "destroy"};
     if (kValued.count(name) == 0) return Bad(absl::StrCat("unknown flag --", name));
     if (!has_value) {
       if (i + 1 >= argv.size()) return Bad(absl::StrCat("--", name, " needs a value"));
@@ -166,6 +171,10 @@ absl::StatusOr<ColoctlArgs> ParseColoctlArgs(const std::vector<std::string>& arg
             absl::StrCat("--pause_mode must be abort, retract or in_place, got '", value, "'"));
       }
       args.pause_mode = value;
+    } else if (name == "destroy") {
+      have_destroy = true;
+      if (value.empty()) return Bad("--destroy needs a group name");
+      args.destroy_group = value;
     } else if (name == "step") {
       have_cycle_flags = true;
       if (!absl::SimpleAtoi(value, &args.step) || args.step < 0) {
@@ -197,6 +206,9 @@ absl::StatusOr<ColoctlArgs> ParseColoctlArgs(const std::vector<std::string>& arg
   if ((c == "generate") != have_input) {
     return Bad(have_input ? absl::StrCat("--input_ids does not apply to '", c, "'")
                           : "'generate' needs --input_ids=1,2,3");
+  }
+  if (have_destroy && c != "weight-groups") {
+    return Bad(absl::StrCat("--destroy does not apply to '", c, "'"));
   }
   if (have_gen_flags && c != "generate") {
     return Bad(absl::StrCat("--max_new_tokens/--temperature do not apply to '", c, "'"));

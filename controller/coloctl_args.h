@@ -41,6 +41,9 @@ struct ColoctlArgs {
   std::string pause_mode = "retract";
   // cycle: -1 means the controller's step + 1.
   int64_t step = -1;
+  // weight-groups: destroy this group (on every engine of the node with
+  // --controller) before listing.
+  std::string destroy_group;
   bool help = false;
 };
 

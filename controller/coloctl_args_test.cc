@@ -31,6 +31,12 @@ TEST(ColoctlArgsTest, ParsesCommandsAndFlags) {
       args, ParseColoctlArgs({"--controller=h:1", "cycle", "--pause_mode=abort", "--step=9"}));
   EXPECT_EQ(args.pause_mode, "abort");
   EXPECT_EQ(args.step, 9);
+  ASSERT_OK_AND_ASSIGN(args, ParseColoctlArgs({"--engine=h:2", "weight-groups"}));
+  EXPECT_EQ(args.command, "weight-groups");
+  EXPECT_EQ(args.destroy_group, "");
+  ASSERT_OK_AND_ASSIGN(args,
+                       ParseColoctlArgs({"--controller=h:1", "weight-groups", "--destroy=g"}));
+  EXPECT_EQ(args.destroy_group, "g");
   ASSERT_OK_AND_ASSIGN(args, ParseColoctlArgs({"--help"}));
   EXPECT_TRUE(args.help);
 }
@@ -59,6 +65,8 @@ TEST(ColoctlArgsTest, UsageErrors) {
   bad({"--engine=a:1", "status", "--timeout=soon"}, "--timeout");
   bad({"--engine=a:1", "status", "--timeout"}, "needs a value");
   bad({"--engine=a:1", "status", "engines"}, "unexpected argument");
+  bad({"--engine=a:1", "status", "--destroy=g"}, "--destroy does not apply");
+  bad({"--engine=a:1", "weight-groups", "--destroy="}, "--destroy needs a group name");
 }
 
 }  // namespace

@@ -71,6 +71,7 @@ class Ctl {
   int Generate();
   int Cycle();
   int Recover();
+  int WeightGroups();
 
   void PrintNodeState(const ::colo::v1::NodeState& state) const;
   void PrintEngines(
@@ -544,6 +545,68 @@ int Ctl::Recover() {
   return 0;
 }
 
+// With --controller the node's engines are asked directly (same token and
+// TLS settings): the groups live in the engines.
+int Ctl::WeightGroups() {
+  std::vector<std::string> addresses;
+  if (controller_) {
+    ::colo::v1::ListEnginesResponse engines;
+    grpc::Status s = controller_->ListEngines(Context().get(), {}, &engines);
+    if (!s.ok()) return RpcError(s);
+    for (const auto& e : engines.engines()) addresses.push_back(e.address());
+  } else {
+    addresses.push_back(args_.engine);
+  }
+  int rc = 0;
+  if (!json()) {
+    out_ << absl::StrFormat("%-22s %-20s %-6s %-11s %-9s %-8s %-7s %s\n", "ENGINE", "GROUP",
+                            "RDZV", "RANK/WORLD", "BACKEND", "STATE", "UPDATES", "LAST ERROR");
+  }
+  for (const std::string& address : addresses) {
+    std::unique_ptr<RolloutEngine::Stub> stub =
+        engine_ && address == args_.engine
+            ? nullptr
+            : RolloutEngine::NewStub(grpc::CreateChannel(address, credentials_));
+    RolloutEngine::Stub* engine = stub ? stub.get() : engine_.get();
+    if (!args_.destroy_group.empty()) {
+      ::colo::v1::DestroyWeightsUpdateGroupRequest request;
+      request.set_group_name(args_.destroy_group);
+      ::colo::v1::DestroyWeightsUpdateGroupResponse response;
+      grpc::Status s = engine->DestroyWeightsUpdateGroup(Context().get(), request, &response);
+      if (s.ok()) {
+        if (!json()) err_ << address << ": destroyed group " << args_.destroy_group << "\n";
+      } else if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
+        if (!json()) err_ << address << ": no group " << args_.destroy_group << "\n";
+      } else {
+        err_ << address << ": ";
+        rc = RpcError(s);
+      }
+    }
+    ::colo::v1::ListWeightsUpdateGroupsResponse groups;
+    grpc::Status s = engine->ListWeightsUpdateGroups(Context().get(), {}, &groups);
+    if (!s.ok()) {
+      err_ << address << ": ";
+      rc = RpcError(s);
+      continue;
+    }
+    if (json()) {
+      for (const auto& g : groups.groups()) {
+        ::colo::v1::WeightsUpdateGroupInfo copy = g;
+        // The engine's address is not part of the message: print it first.
+        out_ << "{\"engine\":\"" << address << "\",\"group\":" << Json(copy) << "}\n";
+      }
+      continue;
+    }
+    for (const auto& g : groups.groups()) {
+      out_ << absl::StrFormat("%-22s %-20s %-6s %-11s %-9s %-8s %-7d %s\n", address,
+                              g.group_name(), g.rendezvous(),
+                              absl::StrCat(g.rank(), "/", g.world_size()), g.backend(), g.state(),
+                              g.updates(), g.last_error().empty() ? "-" : g.last_error());
+    }
+  }
+  return rc;
+}
+
 int Ctl::Run() {
   if (!Init()) return 2;
   const std::string& c = args_.command;
@@ -554,6 +617,7 @@ int Ctl::Run() {
   if (c == "generate") return Generate();
   if (c == "cycle") return Cycle();
   if (c == "recover") return Recover();
+  if (c == "weight-groups") return WeightGroups();
   return controller_ ? FanOut() : EngineCommand();
 }
 

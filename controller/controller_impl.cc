@@ -661,7 +661,20 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::PrepareTraining(
   return CompleteTransition(kPrepareTraining, PauseAndRelease(mode, epoch), TRAINING, epoch);
 }
 
-::colo::v1::BeginWeightSyncResponse ControllerImpl::WeightSyncResponseLocked(bool replayed) const {
+std::vector<std::string> ControllerImpl::EngineIpcDomains(
+    const std::string& trainer_ipc_domain) const {
+  std::vector<std::string> domains;
+  if (trainer_ipc_domain.empty()) return domains;
+  for (const auto& engine : engines_) {
+    absl::StatusOr<::colo::v1::GetServerInfoResponse> info = engine->GetServerInfo();
+    domains.push_back(info.ok() ? info->ipc_domain() : "");
+  }
+  return domains;
+}
+
+::colo::v1::BeginWeightSyncResponse ControllerImpl::WeightSyncResponseLocked(
+    bool replayed, const std::string& trainer_ipc_domain,
+    const std::vector<std::string>& domains) const {
   ::colo::v1::BeginWeightSyncResponse response;
   *response.mutable_state() = StateLocked();
   ::colo::v1::WeightSyncGroup* group = response.mutable_group();
@@ -669,16 +682,26 @@ absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::PrepareTraining(
   group->set_backend(options_.weight_sync_backend);
   group->set_master_address(options_.weight_sync_master_address);
   group->set_master_port(options_.weight_sync_master_port);
-  // A tensor-parallel engine occupies tp_size consecutive ranks.
-  int32_t world = 1;
+  // Engines in the trainer's IPC domain take the same-device path; the
+  // others occupy ranks 1.. of the broadcast group, a tensor-parallel engine
+  // tp_size consecutive ranks.
+  int32_t next_rank = 1;
   for (size_t i = 0; i < engines_.size(); ++i) {
     ::colo::v1::EngineEndpoint* endpoint = response.add_engines();
     endpoint->set_address(engines_[i]->address());
-    endpoint->set_rank(world);
+    const std::string domain = i < domains.size() ? domains[i] : "";
+    endpoint->set_ipc_domain(domain);
     endpoint->set_num_ranks(std::max(1, views_[i].info.tp_size()));
-    world += endpoint->num_ranks();
+    if (!trainer_ipc_domain.empty() && domain == trainer_ipc_domain) {
+      endpoint->set_weight_path("ipc");
+      endpoint->set_rank(0);
+    } else {
+      endpoint->set_weight_path("broadcast");
+      endpoint->set_rank(next_rank);
+      next_rank += endpoint->num_ranks();
+    }
   }
-  group->set_world_size(world);
+  group->set_world_size(next_rank);
   (void)replayed;
   return response;
 }
@@ -687,11 +710,13 @@ absl::StatusOr<::colo::v1::BeginWeightSyncResponse> ControllerImpl::BeginWeightS
     const ::colo::v1::BeginWeightSyncRequest& request) {
   absl::MutexLock transition(&transition_mu_);
   int64_t epoch;
+  // Where the engines run (only asked when the trainer says where it runs).
+  const std::vector<std::string> domains = EngineIpcDomains(request.trainer_ipc_domain());
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(bool replay,
                      CheckStepLocked(kBeginWeightSync, request.step(), false, TRAINING));
-    if (replay) return WeightSyncResponseLocked(true);
+    if (replay) return WeightSyncResponseLocked(true, request.trainer_ipc_domain(), domains);
     RETURN_IF_ERROR(RequirePhase(kBeginWeightSync, TRAINING, phase_, reason_));
     RETURN_IF_ERROR(SetPhaseLocked(WEIGHTS_RESUMING, kBeginWeightSync, false, ""));
     epoch = fail_epoch_;
@@ -701,7 +726,7 @@ absl::StatusOr<::colo::v1::BeginWeightSyncResponse> ControllerImpl::BeginWeightS
                                       WEIGHT_SYNC, epoch));
   (void)done;
   absl::MutexLock lock(&mu_);
-  return WeightSyncResponseLocked(false);
+  return WeightSyncResponseLocked(false, request.trainer_ipc_domain(), domains);
 }
 
 absl::StatusOr<::colo::v1::TransitionResponse> ControllerImpl::FinishWeightSync(

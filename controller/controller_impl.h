@@ -113,6 +113,8 @@ class ControllerImpl {
   // --- Trainer-facing transitions --------------------------------------------
   absl::StatusOr<::colo::v1::TransitionResponse> PrepareTraining(
       const ::colo::v1::PrepareTrainingRequest& request) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
+  // With request.trainer_ipc_domain, engines in that domain get weight_path
+  // "ipc" and the rest form the broadcast group (see controller.proto).
   absl::StatusOr<::colo::v1::BeginWeightSyncResponse> BeginWeightSync(
       const ::colo::v1::BeginWeightSyncRequest& request) ABSL_LOCKS_EXCLUDED(transition_mu_, mu_);
   absl::StatusOr<::colo::v1::TransitionResponse> FinishWeightSync(
@@ -238,8 +240,17 @@ class ControllerImpl {
   ::colo::v1::FanOutResponse FanOut(
       const std::function<absl::Status(size_t, ::colo::v1::EngineResult*)>& fn)
       ABSL_LOCKS_EXCLUDED(transition_mu_);
-  ::colo::v1::BeginWeightSyncResponse WeightSyncResponseLocked(bool replayed) const
+  // Engines whose ipc_domain equals `trainer_ipc_domain` take the IPC path
+  // (`domains`: each engine's, from EngineIpcDomains; empty when the
+  // trainer gave none).
+  ::colo::v1::BeginWeightSyncResponse WeightSyncResponseLocked(
+      bool replayed, const std::string& trainer_ipc_domain,
+      const std::vector<std::string>& domains) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Each engine's GetServerInfo.ipc_domain ("" for an engine that does not
+  // answer: it then takes the broadcast path). Empty without a trainer
+  // domain.
+  std::vector<std::string> EngineIpcDomains(const std::string& trainer_ipc_domain) const;
 
   // Constant after construction.
   const Options options_;

@@ -91,6 +91,40 @@ class ControllerImplTest : public ::testing::Test {
   std::vector<std::unique_ptr<FakeEngine>> engines_;
 };
 
+// Engines in the trainer's IPC domain take the same-device handoff; the
+// others form the broadcast group with ranks 1.. and a world size that
+// counts only them.
+TEST_F(ControllerImplTest, BeginWeightSyncPicksIpcForEnginesInTheTrainersDomain) {
+  AddEngine({.address = "e0:1"});
+  AddEngine({.address = "e1:1"});
+  AddEngine({.address = "e2:1"});
+  engines_[0]->SetIpcDomain("boot-a/ipc:[1]");
+  engines_[1]->SetIpcDomain("boot-b/ipc:[2]");
+  engines_[2]->SetIpcDomain("boot-a/ipc:[1]");
+  ASSERT_OK_AND_ASSIGN(auto impl, Make());
+  ASSERT_OK(impl->PrepareTraining(Prepare(1, "abort")));
+  ::colo::v1::BeginWeightSyncRequest begin = Begin(1);
+  begin.set_trainer_ipc_domain("boot-a/ipc:[1]");
+  ASSERT_OK_AND_ASSIGN(auto begun, impl->BeginWeightSync(begin));
+  ASSERT_EQ(begun.engines_size(), 3);
+  EXPECT_EQ(begun.engines(0).weight_path(), "ipc");
+  EXPECT_EQ(begun.engines(0).rank(), 0);
+  EXPECT_EQ(begun.engines(1).weight_path(), "broadcast");
+  EXPECT_EQ(begun.engines(1).rank(), 1);
+  EXPECT_EQ(begun.engines(1).ipc_domain(), "boot-b/ipc:[2]");
+  EXPECT_EQ(begun.engines(2).weight_path(), "ipc");
+  EXPECT_EQ(begun.group().world_size(), 2);
+  // A replay answers the same way.
+  ASSERT_OK_AND_ASSIGN(auto again, impl->BeginWeightSync(begin));
+  EXPECT_EQ(again.engines(2).weight_path(), "ipc");
+  EXPECT_EQ(again.group().world_size(), 2);
+  // Without a trainer domain every engine is in the group, as before.
+  ASSERT_OK_AND_ASSIGN(auto plain, impl->BeginWeightSync(Begin(1)));
+  EXPECT_EQ(plain.engines(2).weight_path(), "broadcast");
+  EXPECT_EQ(plain.engines(2).rank(), 3);
+  EXPECT_EQ(plain.group().world_size(), 4);
+}
+
 TEST_F(ControllerImplTest, FullColocatedCycle) {
   ASSERT_OK_AND_ASSIGN(auto impl, Make());
   EXPECT_EQ(impl->Snapshot(nullptr).phase(), ROLLOUT);

@@ -9,6 +9,7 @@
 #include "engine/model/weight_checksums.h"
 #include "engine/model/weight_update_sink.h"
 #include "weight_sync/stream_update.h"
+#include "weight_sync/torch_receiver.h"
 #include "weight_sync/update_protocol.h"
 
 namespace colo {
@@ -21,8 +22,12 @@ int64_t MicrosSince(absl::Time start) {
 
 absl::StatusOr<std::unique_ptr<UpdateSink>> MakeSink(const EngineUpdateEnv& env) {
   if (env.make_sink) return env.make_sink();
+  engine::ModelWeightUpdateSink::Options o;
+  o.weights = env.weights;
+  o.allocator = env.allocator;
+  o.check_finite = env.check_finite;
   absl::StatusOr<std::unique_ptr<engine::ModelWeightUpdateSink>> sink =
-      engine::ModelWeightUpdateSink::Create({env.weights, env.allocator});
+      engine::ModelWeightUpdateSink::Create(o);
   if (!sink.ok()) return sink.status();
   return std::unique_ptr<UpdateSink>(*std::move(sink));
 }
@@ -76,6 +81,16 @@ absl::StatusOr<TransportOptions> TransportOptionsFromRequest(
         "rank_offset must be >= 1 (rank 0 is the trainer), got ",
         request.rank_offset()));
   }
+  if (request.master_address().empty()) {
+    return absl::InvalidArgumentError(
+        "master_address is empty: give the address of the trainer's rank 0 (the host of its "
+        "torch init_method, or colo's rendezvous)");
+  }
+  if (request.init_timeout_ms() < 0 || request.transfer_timeout_ms() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "init_timeout_ms and transfer_timeout_ms must be >= 0 (0 = the engine's default), got ",
+        request.init_timeout_ms(), " and ", request.transfer_timeout_ms()));
+  }
   TransportOptions o;
   o.backend = request.backend().empty() ? "nccl" : request.backend();
   o.group_name = request.group_name();
@@ -90,6 +105,8 @@ absl::StatusOr<TransportOptions> TransportOptionsFromRequest(
                            ? absl::Milliseconds(request.transfer_timeout_ms())
                            : defaults.transfer_timeout;
   o.cuda_device = defaults.cuda_device;
+  o.rendezvous = request.rendezvous().empty() ? "colo" : request.rendezvous();
+  o.torch_group = request.torch_group().empty() ? "world" : request.torch_group();
   absl::Status st = ValidateTransportOptions(o);
   if (!st.ok()) return st;
   return o;
@@ -104,6 +121,7 @@ absl::StatusOr<v1::InitWeightsUpdateGroupResponse> InitGroup(
   if (!t.ok()) return t.status();
   v1::InitWeightsUpdateGroupResponse response;
   response.set_rank((*t)->rank());
+  response.set_detail((*t)->detail());
   return response;
 }
 
@@ -112,25 +130,44 @@ absl::Status DestroyGroup(GroupRegistry* registry,
   return registry->Destroy(request.group_name());
 }
 
-absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
-    const GroupRegistry& registry,
-    const v1::UpdateWeightsFromDistributedRequest& request,
-    const EngineUpdateEnv& env) {
-  absl::StatusOr<std::shared_ptr<Transport>> t = registry.Get(request.group_name());
-  if (!t.ok()) return t.status();
+namespace {
+
+// The update over a group: colo's protocol or a torch group's broadcasts.
+absl::StatusOr<UpdateTimings> ReceiveOverGroup(
+    Transport* t, const v1::UpdateWeightsFromDistributedRequest& request,
+    const EngineUpdateEnv& env, const absl::Status& rejection) {
   std::vector<std::string> names(request.names().begin(), request.names().end());
   std::vector<std::string> dtypes(request.dtypes().begin(), request.dtypes().end());
   std::vector<std::vector<int64_t>> shapes;
   for (const v1::TensorShape& s : request.shapes()) {
     shapes.emplace_back(s.dims().begin(), s.dims().end());
   }
-  // A malformed request still has to take part in the ready vote so the
-  // sender and the other engines do not wait for it: pass an empty list,
-  // which the receiver rejects in the vote, and return the parse error.
   absl::StatusOr<std::vector<TensorSpec>> specs = SpecsFromArrays(names, dtypes, shapes);
   absl::StatusOr<std::unique_ptr<UpdateSink>> sink = MakeSink(env);
   if (!sink.ok()) return sink.status();
-  const bool on_device = (*t)->memory_space() == MemorySpace::kDevice;
+  if (t->rendezvous() == "torch") {
+    if (!specs.ok()) {
+      // The sizes of the trainer's broadcasts are unknown: the group cannot
+      // be drained and is closed (the caller destroys it).
+      t->Close();
+      return absl::Status(specs.status().code(),
+                          absl::StrCat(WithModelOffenders(specs.status(), names, dtypes,
+                                                          shapes, **sink)
+                                           .message(),
+                                       " (the byte sizes of the trainer's broadcasts are "
+                                       "unknown, so the group could not be drained)"));
+    }
+    TorchReceiveOptions ro;
+    ro.transport = t;
+    ro.sink = sink->get();
+    ro.run_commit = env.run_commit;
+    ro.rejection = rejection;
+    ro.device_staging = env.device_staging;
+    ro.device_backend = env.device_backend;
+    return ReceiveTorchUpdate(ro, *specs);
+  }
+  if (!rejection.ok()) return rejection;
+  const bool on_device = t->memory_space() == MemorySpace::kDevice;
   if (on_device && (env.device_staging == nullptr || env.device_backend == nullptr)) {
     // InitWeightsUpdateGroup refuses such groups on engines without a GPU;
     // this guards callers that build the environment themselves.
@@ -140,7 +177,7 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
         "use a gloo group or run the engine with --device=cuda"));
   }
   ReceiverOptions ro;
-  ro.transport = t->get();
+  ro.transport = t;
   ro.sink = sink->get();
   ro.staging = on_device ? env.device_staging : env.allocator;
   ro.device_backend = env.device_backend;
@@ -148,13 +185,60 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
   const size_t bucket_bytes = request.bucket_bytes() > 0
                                   ? static_cast<size_t>(request.bucket_bytes())
                                   : kDefaultBucketBytes;
+  // A malformed request still has to take part in the ready vote so the
+  // sender and the other engines do not wait for it: pass an empty list,
+  // which the receiver rejects in the vote, and return the parse error.
   absl::StatusOr<UpdateTimings> timings = ReceiveUpdate(
       ro, specs.ok() ? *specs : std::vector<TensorSpec>{}, bucket_bytes);
   if (!specs.ok()) return WithModelOffenders(specs.status(), names, dtypes, shapes, **sink);
-  if (!timings.ok()) return timings.status();
+  return timings;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
+    GroupRegistry* registry, const v1::UpdateWeightsFromDistributedRequest& request,
+    const EngineUpdateEnv& env, const absl::Status& rejection) {
+  const std::string& name = request.group_name();
+  absl::StatusOr<std::shared_ptr<Transport>> t =
+      registry->Acquire(name, "UpdateWeightsFromDistributed");
+  if (!t.ok()) return rejection.ok() ? t.status() : rejection;
+  absl::StatusOr<UpdateTimings> timings = ReceiveOverGroup(t->get(), request, env, rejection);
+  registry->Release(name, t->get(), timings.status());
+  if (!timings.ok()) {
+    if ((*t)->broken() && registry->DestroyIfCurrent(name, t->get())) {
+      return absl::Status(
+          timings.status().code(),
+          absl::StrCat(timings.status().message(), "; the engine destroyed weight-update group \"",
+                       name, "\" (a transfer failed): InitWeightsUpdateGroup with the same "
+                       "name forms it again"));
+    }
+    return timings.status();
+  }
   v1::UpdateWeightsResponse response;
   response.set_weight_version(request.weight_version());
   FillTimings(*timings, &response);
+  return response;
+}
+
+v1::ListWeightsUpdateGroupsResponse ListGroups(const GroupRegistry& registry) {
+  v1::ListWeightsUpdateGroupsResponse response;
+  for (const GroupInfo& g : registry.List()) {
+    v1::WeightsUpdateGroupInfo* out = response.add_groups();
+    out->set_group_name(g.options.group_name);
+    out->set_backend(g.options.backend);
+    out->set_rendezvous(g.options.rendezvous);
+    if (g.options.rendezvous == "torch") out->set_torch_group(g.options.torch_group);
+    out->set_rank(g.options.rank);
+    out->set_world_size(g.options.world_size);
+    out->set_master_address(g.options.master_address);
+    out->set_master_port(g.options.master_port);
+    out->set_state(g.state);
+    out->set_created_unix_ms(absl::ToUnixMillis(g.created));
+    out->set_updates(g.updates);
+    out->set_last_error(g.last_error);
+    out->set_detail(g.detail);
+  }
   return response;
 }
 
@@ -186,6 +270,54 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromChunks(
   if (!committed) {
     return absl::InvalidArgumentError(
         "the stream ended without a commit message; nothing was applied");
+  }
+  absl::Status st = update.Finish();
+  if (!st.ok()) return st;
+  timings.transfer_us = MicrosSince(t0);
+  const absl::Time t1 = absl::Now();
+  st = RunCommit(env, sink->get());
+  if (!st.ok()) return st;
+  timings.commit_us = MicrosSince(t1);
+  timings.bytes = update.bytes();
+  timings.tensors = update.tensors();
+  v1::UpdateWeightsResponse response;
+  response.set_weight_version(commit != nullptr ? commit->weight_version() : "");
+  FillTimings(timings, &response);
+  return response;
+}
+
+absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromIpc(
+    const std::function<bool(v1::IpcUpdateRequest*)>& next,
+    const std::function<bool(const v1::IpcBucketAck&)>& ack, const EngineUpdateEnv& env,
+    const IpcUpdateOptions& ipc, v1::WeightCommit* commit) {
+  absl::StatusOr<std::unique_ptr<UpdateSink>> sink = MakeSink(env);
+  if (!sink.ok()) return sink.status();
+  IpcUpdateOptions options = ipc;
+  options.sink = sink->get();
+  options.check_finite = env.check_finite;
+  IpcStreamUpdate update(options);
+  UpdateTimings timings;
+  const absl::Time t0 = absl::Now();
+  v1::IpcUpdateRequest message;
+  bool committed = false;
+  while (!committed && next(&message)) {
+    if (message.has_commit()) {
+      committed = true;
+      if (commit != nullptr) *commit = message.commit();
+      break;
+    }
+    if (!message.has_bucket()) {
+      return absl::InvalidArgumentError("an IpcUpdateRequest carries neither bucket nor commit");
+    }
+    absl::StatusOr<v1::IpcBucketAck> a = update.Add(message.bucket());
+    if (!a.ok()) return a.status();  // the sink's destructor drops the shadows
+    if (!ack(*a)) {
+      return absl::CancelledError("the client went away before the update committed");
+    }
+  }
+  if (!committed) {
+    return absl::InvalidArgumentError(
+        "the IPC stream ended without a commit message; nothing was applied");
   }
   absl::Status st = update.Finish();
   if (!st.ok()) return st;

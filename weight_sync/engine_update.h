@@ -4,9 +4,11 @@
 //
 //   InitWeightsUpdateGroup       -> InitGroup(&registry, request, defaults)
 //   DestroyWeightsUpdateGroup    -> DestroyGroup(&registry, request)
-//   UpdateWeightsFromDistributed -> UpdateFromDistributed(registry, request, env)
+//   UpdateWeightsFromDistributed -> UpdateFromDistributed(&registry, request, env)
+//   ListWeightsUpdateGroups      -> ListGroups(registry)
 //   UpdateWeightsFromTensor      -> UpdateFromChunks(next_chunk, env, &commit)
 //   UpdateWeightsFromDisk        -> UpdateFromDisk(request, env)
+//   UpdateWeightsFromIpc         -> UpdateFromIpc(next, ack, env, ipc, &commit)
 //   GetWeightChecksums           -> WeightChecksums(request, weights)
 //
 // Every update is all-or-nothing: the bytes go to shadow buffers from
@@ -29,6 +31,7 @@
 #include "engine/memory/caching_allocator.h"
 #include "engine/model/model_weights.h"
 #include "weight_sync/group_registry.h"
+#include "weight_sync/ipc_update.h"
 #include "weight_sync/receiver.h"
 #include "weight_sync/update_sink.h"
 
@@ -45,6 +48,8 @@ struct GroupDefaults {
 struct EngineUpdateEnv {
   engine::ModelWeights* weights = nullptr;         // required
   engine::CachingAllocator* allocator = nullptr;   // required (shadows, staging)
+  // Reject NaN / infinite values (every path; --weight_update_check_finite).
+  bool check_finite = true;
   engine::DeviceBackend* device_backend = nullptr;  // device transports only
   // Device transports (NCCL): the bucket slots the collective writes, in
   // device memory; `allocator` keeps the shadows (host memory).
@@ -57,7 +62,8 @@ struct EngineUpdateEnv {
 };
 
 // INVALID_ARGUMENT for rank_offset < 1 (rank 0 is the trainer), a rank
-// outside world_size, an empty group name or a bad port.
+// outside world_size, an empty group name, an empty master_address, a bad
+// port, negative timeouts or an unknown rendezvous / torch_group.
 absl::StatusOr<TransportOptions> TransportOptionsFromRequest(
     const v1::InitWeightsUpdateGroupRequest& request, const GroupDefaults& defaults);
 
@@ -71,12 +77,21 @@ absl::StatusOr<v1::InitWeightsUpdateGroupResponse> InitGroup(
 absl::Status DestroyGroup(GroupRegistry* registry,
                           const v1::DestroyWeightsUpdateGroupRequest& request);
 
-// NOT_FOUND for an unknown group; otherwise ReceiveUpdate's codes
-// (INVALID_ARGUMENT before any transfer, ABORTED for interrupted updates).
+// NOT_FOUND for an unknown group; FAILED_PRECONDITION while another update
+// uses the group; otherwise ReceiveUpdate's / ReceiveTorchUpdate's codes
+// (INVALID_ARGUMENT for rejected updates, ABORTED for interrupted ones).
+// When a transfer fails (a peer died or timed out) the group is broken: the
+// engine destroys it itself, says so in the message, and the same name can
+// be initialized again at once. On a torch group a rejected update is
+// drained (the trainer's broadcasts complete) and the group stays usable;
+// `rejection` (e.g. the engine's own FAILED_PRECONDITION) makes the update
+// rejected that way without touching the weights.
 absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
-    const GroupRegistry& registry,
-    const v1::UpdateWeightsFromDistributedRequest& request,
-    const EngineUpdateEnv& env);
+    GroupRegistry* registry, const v1::UpdateWeightsFromDistributedRequest& request,
+    const EngineUpdateEnv& env, const absl::Status& rejection = absl::OkStatus());
+
+// Every group of the registry.
+v1::ListWeightsUpdateGroupsResponse ListGroups(const GroupRegistry& registry);
 
 // Reads chunks with `next` (false = end of stream) until the WeightCommit
 // message, which is copied to `commit` (weight_version, flush_cache), then
@@ -85,6 +100,17 @@ absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
 absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromChunks(
     const std::function<bool(v1::WeightChunk*)>& next, const EngineUpdateEnv& env,
     v1::WeightCommit* commit);
+
+// Reads IpcUpdateRequests with `next` (false = end of stream): each bucket
+// is copied into the update (IpcStreamUpdate) and acknowledged with `ack`
+// (false = the client went away: CANCELLED); the WeightCommit message is
+// copied to `commit` and the update commits. INVALID_ARGUMENT for bad
+// buckets (see ipc_update.h), a stream that ends without a commit, or
+// NaN/inf values; nothing is applied then.
+absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromIpc(
+    const std::function<bool(v1::IpcUpdateRequest*)>& next,
+    const std::function<bool(const v1::IpcBucketAck&)>& ack, const EngineUpdateEnv& env,
+    const IpcUpdateOptions& ipc, v1::WeightCommit* commit);
 
 // INVALID_ARGUMENT for an empty model_path (naming the field); NOT_FOUND for
 // a missing directory/checkpoint; INVALID_ARGUMENT for missing tensors or

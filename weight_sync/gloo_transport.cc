@@ -172,6 +172,12 @@ absl::Status GlooTransport::Barrier() {
   });
 }
 
+bool GlooTransport::broken() const {
+  if (broken_.load()) return true;
+  return rendezvous_ != nullptr && rendezvous_->client != nullptr &&
+         rendezvous_->client->PeerClosed();
+}
+
 void GlooTransport::Close() {
   context_.reset();
   rendezvous_.reset();

@@ -46,7 +46,9 @@ class GlooTransport : public Transport {
   absl::StatusOr<int32_t> AllReduceMin(int32_t value) override;
   absl::Status Barrier() override;
   void Close() override;
-  bool broken() const override { return broken_.load(); }
+  // Also true once the master's rendezvous connection closed (the sender
+  // exited between updates).
+  bool broken() const override;
   // The connected Gloo context, for collectives this interface does not
   // offer (the tensor-parallel all-gather, engine/tp). Same rules as the
   // collectives above: one caller at a time; null once closed.

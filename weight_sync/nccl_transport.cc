@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "weight_sync/torch_transport.h"
 
 namespace colo {
 namespace weight_sync {
@@ -66,9 +67,42 @@ absl::StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(
   }
 
   const absl::Time deadline = absl::Now() + options.init_timeout;
-  absl::StatusOr<std::unique_ptr<Rendezvous>> rv =
-      JoinRendezvous(options, std::move(server), deadline);
-  if (!rv.ok()) return rv.status();
+  std::unique_ptr<Rendezvous> rendezvous;
+  std::unique_ptr<TorchStoreClient> torch_store;
+  RendezvousStore* store = nullptr;
+  std::string key = kUniqueIdKey;
+  if (options.rendezvous == "torch") {
+    if (options.rank == 0) {
+      return absl::InvalidArgumentError(
+          "rank 0 of a torch group is the trainer; the engine joins as rank_offset >= 1");
+    }
+    TorchStoreClient::Options so;
+    so.master_address = options.master_address;
+    so.master_port = options.master_port;
+    so.deadline = deadline;
+    absl::StatusOr<std::unique_ptr<TorchStoreClient>> c = TorchStoreClient::Connect(so);
+    if (!c.ok()) return c.status();
+    torch_store = std::move(c).value();
+    const std::vector<TorchGroupLayout> layouts =
+        TorchGroupLayouts(torch_store->protocol(), options.torch_group, options.group_name);
+    for (const TorchGroupLayout& layout : layouts) {
+      if (layout.barrier_key.empty()) continue;
+      absl::StatusOr<int64_t> count = torch_store->Add(layout.barrier_key, 1);
+      if (!count.ok()) return count.status();
+      if (*count == options.world_size) {
+        st = torch_store->Set(absl::StrCat(layout.barrier_key, ":last_worker"), "1");
+        if (!st.ok()) return st;
+      }
+    }
+    key = TorchNcclUniqueIdKey(torch_store->protocol(), layouts.back());
+    store = torch_store.get();
+  } else {
+    absl::StatusOr<std::unique_ptr<Rendezvous>> rv =
+        JoinRendezvous(options, std::move(server), deadline);
+    if (!rv.ok()) return rv.status();
+    rendezvous = std::move(rv).value();
+    store = rendezvous->store();
+  }
 
   ncclUniqueId id;
   if (options.rank == 0) {
@@ -76,14 +110,14 @@ absl::StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(
       return absl::UnavailableError(
           absl::StrCat(who, ": ", NcclError("ncclGetUniqueId", r, nullptr)));
     }
-    st = (*rv)->store()->Set(kUniqueIdKey, std::string(id.internal, sizeof(id.internal)));
+    st = store->Set(key, std::string(id.internal, sizeof(id.internal)));
     if (!st.ok()) return st;
   } else {
-    absl::StatusOr<std::string> v = (*rv)->store()->Get(kUniqueIdKey, deadline);
+    absl::StatusOr<std::string> v = store->Get(key, deadline);
     if (!v.ok()) {
       return absl::Status(v.status().code(),
-                          absl::StrCat(who, ": waiting for rank 0's NCCL unique id: ",
-                                       v.status().message()));
+                          absl::StrCat(who, ": waiting for rank 0's NCCL unique id (key \"",
+                                       key, "\"): ", v.status().message()));
     }
     if (v->size() != sizeof(id.internal)) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -140,15 +174,17 @@ absl::StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(
     }
     poller.Pause();
   }
-  return std::unique_ptr<NcclTransport>(
-      new NcclTransport(options, std::move(rv).value(), comm, stream, scratch));
+  std::unique_ptr<NcclTransport> t(
+      new NcclTransport(options, std::move(rendezvous), comm, stream, scratch));
+  t->torch_store_ = std::move(torch_store);
+  return t;
 }
 
 NcclTransport::NcclTransport(const TransportOptions& options,
                              std::unique_ptr<Rendezvous> rendezvous, ncclComm* comm,
                              CUstream_st* stream, int32_t* scratch)
     : options_(options),
-      master_port_(rendezvous->master_port),
+      master_port_(rendezvous != nullptr ? rendezvous->master_port : options.master_port),
       rendezvous_(std::move(rendezvous)),
       comm_(comm),
       stream_(stream),
@@ -252,6 +288,12 @@ absl::Status NcclTransport::RunCollective(
   const ncclResult_t r = static_cast<ncclResult_t>(enqueue(comm_, stream_));
   if (r != ncclSuccess && r != ncclInProgress) return Fail(op, NcclError(op, r, comm_));
   return WaitForCompletion(op);
+}
+
+bool NcclTransport::broken() const {
+  if (broken_.load()) return true;
+  return rendezvous_ != nullptr && rendezvous_->client != nullptr &&
+         rendezvous_->client->PeerClosed();
 }
 
 void NcclTransport::Close() {

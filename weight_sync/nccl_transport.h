@@ -11,6 +11,19 @@
 //      CUDA device (options.cuda_device) and polls ncclCommGetAsyncError
 //      until the communicator is ready; past the deadline the communicator
 //      is aborted (ncclCommAbort) and Create returns DEADLINE_EXCEEDED.
+// With rendezvous "torch" (a stock torch trainer's ProcessGroupNCCL, see
+// torch_transport.h) steps 1-2 are torch's instead: the engine joins the
+// trainer's c10d TCPStore (TorchStoreClient, "init/" and the store-based
+// barrier keys as for gloo) and reads the unique id rank 0's
+// ProcessGroupNCCL::broadcastUniqueNCCLID sets for the group's first
+// communicator: key "0" of the group's "cuda/" backend store, i.e.
+// "<pg prefix>/cuda//0" on torch 2.x and "<pg prefix>0" on torch 1.x
+// (TorchNcclUniqueIdKey). Broadcasts are then one ncclBroadcast per tensor
+// as bytes (NCCL moves non-reducing collectives as int8 whatever the
+// datatype). NOT verified against a real torch trainer: this build machine
+// has no GPU (see weight_sync/README.md); eager init (init_process_group
+// with device_id) and communicators split from the default group
+// (new_group after an eager init) use no unique-id key and are unsupported.
 // Errors: FAILED_PRECONDITION when no CUDA device is usable (the message
 // carries the CUDA error), DEADLINE_EXCEEDED / INVALID_ARGUMENT from the
 // rendezvous (see CreateTransport), UNAVAILABLE for NCCL init failures.
@@ -38,6 +51,7 @@
 
 #include "absl/status/statusor.h"
 #include "weight_sync/rendezvous.h"
+#include "weight_sync/torch_store.h"
 #include "weight_sync/transport.h"
 
 // Opaque NCCL / CUDA handles (nccl.h and cuda_runtime.h stay in the .cc).
@@ -63,6 +77,7 @@ class NcclTransport : public Transport {
   MemorySpace memory_space() const override { return MemorySpace::kDevice; }
   int master_port() const override { return master_port_; }
   int cuda_device() const { return options_.cuda_device; }
+  std::string rendezvous() const override { return options_.rendezvous; }
 
   absl::Status Broadcast(void* data, size_t bytes, int root) override;
   absl::StatusOr<int32_t> AllReduceMin(int32_t value) override;
@@ -77,7 +92,8 @@ class NcclTransport : public Transport {
   // Aborts the communicator (ncclCommAbort: releases it without waiting for
   // peers), frees the stream and scratch memory, closes the rendezvous.
   void Close() override;
-  bool broken() const override { return broken_.load(); }
+  // Also true once the master's rendezvous connection closed.
+  bool broken() const override;
 
  private:
   NcclTransport(const TransportOptions& options, std::unique_ptr<Rendezvous> rendezvous,
@@ -95,7 +111,8 @@ class NcclTransport : public Transport {
   const std::string backend_ = "nccl";
   const int master_port_;
   // Owned by the single collective caller (see class comment).
-  std::unique_ptr<Rendezvous> rendezvous_;
+  std::unique_ptr<Rendezvous> rendezvous_;          // rendezvous "colo"
+  std::unique_ptr<TorchStoreClient> torch_store_;  // rendezvous "torch"
   ncclComm* comm_;          // null once closed or aborted
   CUstream_st* stream_;     // null once closed
   int32_t* scratch_;        // one int32 of device memory (AllReduceMin)

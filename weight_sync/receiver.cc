@@ -287,6 +287,11 @@ absl::StatusOr<UpdateTimings> ReceiveUpdate(const ReceiverOptions& options,
   }
   if (*vote == 0) {
     sink->Abort();
+    if (absl::IsInvalidArgument(apply_error)) {
+      // Bad weights (e.g. NaN): the caller's input, named by the sink.
+      return absl::InvalidArgumentError(
+          absl::StrCat("weight update rejected: ", apply_error.message()));
+    }
     return absl::AbortedError(absl::StrCat(
         "weight update aborted: ",
         apply_error.ok() ? "another rank failed to apply its buckets"

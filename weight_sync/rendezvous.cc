@@ -33,6 +33,20 @@ absl::Status ValidateTransportOptions(const TransportOptions& options) {
     return absl::InvalidArgumentError(
         "master_port 0 (pick a free port) is only valid on rank 0");
   }
+  if (options.rank != 0 && options.master_address.empty()) {
+    return absl::InvalidArgumentError(
+        "master_address is empty: give the address of the trainer's rank 0");
+  }
+  if (options.rendezvous != "colo" && options.rendezvous != "torch") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rendezvous must be \"colo\" or \"torch\", got \"", options.rendezvous, "\""));
+  }
+  if (options.rendezvous == "torch" && options.torch_group != "world" &&
+      options.torch_group != "new_group" && options.torch_group != "custom") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "torch_group must be \"world\", \"new_group\" or \"custom\", got \"",
+        options.torch_group, "\""));
+  }
   return absl::OkStatus();
 }
 

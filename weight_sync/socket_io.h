@@ -4,6 +4,7 @@
 #define COLO_WEIGHT_SYNC_SOCKET_IO_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -27,8 +28,26 @@ absl::Status SendString(int fd, const std::string& s, absl::Time deadline,
 absl::StatusOr<std::string> RecvString(int fd, absl::Time deadline,
                                        const std::string& peer);
 
+// Little-endian u64 encoding of the torch store and gloo wire formats.
+void PutU64Le(char* out, uint64_t v);
+uint64_t GetU64Le(const void* in);
+
 // Resolves an IPv4 address ("" = any). UNAVAILABLE naming the host.
 absl::StatusOr<std::string> ResolveIpv4(const std::string& host);
+
+// Connects a blocking TCP socket (TCP_NODELAY, close-on-exec) to ipv4:port,
+// retrying refused or unanswered attempts with a capped backoff until the
+// deadline: the peer may not be listening yet. DEADLINE_EXCEEDED naming
+// `what` and the last error when the deadline passes.
+absl::StatusOr<int> ConnectWithRetry(const std::string& ipv4, int port,
+                                     absl::Time deadline, const std::string& what);
+
+// True when the peer of a connected socket closed or reset it (poll with
+// POLLRDHUP, no wait; pending data is not consumed).
+bool SocketPeerClosed(int fd);
+
+// The local IPv4 address of a connected socket ("" when unknown).
+std::string LocalIpv4(int fd);
 
 }  // namespace weight_sync
 }  // namespace colo

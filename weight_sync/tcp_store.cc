@@ -274,85 +274,19 @@ absl::StatusOr<std::string> TcpStoreServer::Get(const std::string& key,
 
 // --- Client -----------------------------------------------------------------
 
-namespace {
-
-// One non-blocking connect attempt bounded by `deadline`; returns the fd.
-absl::StatusOr<int> ConnectOnce(const sockaddr_in& addr, absl::Time deadline,
-                                const std::string& peer) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) {
-    return absl::UnavailableError(absl::StrCat("socket(): ", strerror(errno)));
-  }
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 &&
-      errno != EINPROGRESS) {
-    const int err = errno;
-    close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("connect() to ", peer, ": ", strerror(err)));
-  }
-  const absl::Duration left = deadline - absl::Now();
-  pollfd p{fd, POLLOUT, 0};
-  const int r = poll(&p, 1, std::max<int64_t>(0, absl::ToInt64Milliseconds(left)));
-  int err = 0;
-  socklen_t len = sizeof(err);
-  if (r <= 0) {
-    close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("connect() to ", peer, ": no answer"));
-  }
-  getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-  if (err != 0) {
-    close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("connect() to ", peer, ": ", strerror(err)));
-  }
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-  SetNoDelay(fd);
-  return fd;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<TcpStoreClient>> TcpStoreClient::Connect(
     const Options& options) {
   const std::string peer =
       absl::StrCat(options.master_address, ":", options.master_port);
   absl::StatusOr<std::string> ip = ResolveIpv4(options.master_address);
   if (!ip.ok()) return ip.status();
-  sockaddr_in addr;
-  memset(&addr, 0, sizeof(addr));
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(options.master_port));
-  inet_pton(AF_INET, ip->c_str(), &addr.sin_addr);
-
-  // Retry refused/unanswered connects with a capped backoff until the init
-  // deadline: the master may not be listening yet.
-  absl::Duration backoff = absl::Milliseconds(10);
-  absl::Status last;
-  int fd = -1;
-  while (true) {
-    absl::StatusOr<int> r = ConnectOnce(addr, options.deadline, peer);
-    if (r.ok()) {
-      fd = *r;
-      break;
-    }
-    last = r.status();
-    const absl::Time now = absl::Now();
-    if (now >= options.deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "could not reach the rendezvous master ", peer, " of group \"",
-          options.group_name, "\" before the init deadline: ", last.message()));
-    }
-    absl::SleepFor(std::min(backoff, options.deadline - now));
-    backoff = std::min(backoff * 2, absl::Milliseconds(250));
-  }
-
-  sockaddr_in local;
-  socklen_t len = sizeof(local);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
-  char buf[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &local.sin_addr, buf, sizeof(buf));
-  std::unique_ptr<TcpStoreClient> client(new TcpStoreClient(fd, buf, peer));
+  // The master may not be listening yet: retried until the init deadline.
+  absl::StatusOr<int> connected = ConnectWithRetry(
+      *ip, options.master_port, options.deadline,
+      absl::StrCat("the rendezvous master of group \"", options.group_name, "\""));
+  if (!connected.ok()) return connected.status();
+  const int fd = *connected;
+  std::unique_ptr<TcpStoreClient> client(new TcpStoreClient(fd, LocalIpv4(fd), peer));
 
   const unsigned char op = kJoin;
   absl::Status st = SendAll(fd, &op, 1, options.deadline, peer);
@@ -375,6 +309,8 @@ absl::StatusOr<std::unique_ptr<TcpStoreClient>> TcpStoreClient::Connect(
 }
 
 TcpStoreClient::~TcpStoreClient() { close(fd_); }
+
+bool TcpStoreClient::PeerClosed() const { return SocketPeerClosed(fd_); }
 
 absl::Status TcpStoreClient::Set(const std::string& key,
                                  const std::string& value) {

@@ -130,6 +130,9 @@ class TcpStoreClient : public RendezvousStore {
   absl::StatusOr<std::string> Get(const std::string& key,
                                   absl::Time deadline) override
       ABSL_LOCKS_EXCLUDED(mu_);
+  // True when the master closed the connection (e.g. the trainer process
+  // exited): a non-blocking check, never consumes data.
+  bool PeerClosed() const;
 
  private:
   TcpStoreClient(int fd, std::string local_address, std::string peer)

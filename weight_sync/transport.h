@@ -45,10 +45,22 @@ struct TransportOptions {
   absl::Duration transfer_timeout = absl::Seconds(120);
   // NCCL only: CUDA device ordinal of this rank.
   int cuda_device = 0;
+  // "colo": colo's rendezvous and update protocol (rank 0 runs colo's
+  // sender). "torch": join a group a stock torch.distributed trainer formed
+  // (torch_transport.h); rank 0 broadcasts plain tensors.
+  std::string rendezvous = "colo";
+  // rendezvous "torch" only: which torch process group carries the
+  // broadcasts: "world" (the default group of init_process_group), "new_group"
+  // (the first dist.new_group(...) after it; the engine joins both) or
+  // "custom" (a group formed like SGLang's init_custom_process_group, whose
+  // torch group name is group_name).
+  std::string torch_group = "world";
 };
 
 // INVALID_ARGUMENT when world_size < 1, rank is outside [0, world_size),
-// the group name is empty or the timeouts are not positive.
+// the group name is empty, the timeouts are not positive, the master
+// address is empty on a rank other than 0, or rendezvous / torch_group is
+// not one of the names above.
 absl::Status ValidateTransportOptions(const TransportOptions& options);
 
 class Transport {
@@ -72,8 +84,14 @@ class Transport {
   // Releases the communicator and the rendezvous; idempotent. Peers still
   // inside a collective with this rank fail within their timeout.
   virtual void Close() = 0;
-  // True once a collective failed (see the class comment).
+  // True once a collective failed (see the class comment), or once a peer's
+  // connection is known to be closed (a trainer that died between updates):
+  // the group cannot carry another update.
   virtual bool broken() const = 0;
+  // "colo" or "torch" (TransportOptions::rendezvous).
+  virtual std::string rendezvous() const { return "colo"; }
+  // One line about the group for listings (protocol versions, peers).
+  virtual std::string detail() const { return ""; }
 };
 
 // Creates the transport named by options.backend. Blocks until every rank

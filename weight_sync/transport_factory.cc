@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "weight_sync/gloo_transport.h"
 #include "weight_sync/tcp_store.h"
+#include "weight_sync/torch_transport.h"
 #include "weight_sync/transport.h"
 #ifdef COLO_WITH_NCCL
 #include "weight_sync/nccl_transport.h"
@@ -14,6 +15,11 @@ namespace weight_sync {
 
 absl::StatusOr<std::unique_ptr<Transport>> CreateTransport(
     const TransportOptions& options, std::unique_ptr<TcpStoreServer> server) {
+  if (options.rendezvous == "torch" && options.backend != "nccl") {
+    absl::StatusOr<std::unique_ptr<TorchTransport>> t = TorchTransport::Create(options);
+    if (!t.ok()) return t.status();
+    return std::unique_ptr<Transport>(std::move(t).value());
+  }
   if (options.backend == "gloo") {
     absl::StatusOr<std::unique_ptr<GlooTransport>> t =
         GlooTransport::Create(options, std::move(server));

@@ -66,6 +66,13 @@ class UpdateSink {
                                   size_t bytes) {
     return absl::FailedPreconditionError("this sink has no staging area");
   }
+  // MarkStaged for a range whose values the caller already checked finite
+  // (weight_sync/finite_check.h, e.g. while the bytes were hot in cache):
+  // a tensor whose every byte arrived checked is not scanned again.
+  virtual absl::Status MarkStagedChecked(const std::string& name, size_t offset,
+                                         size_t bytes) {
+    return MarkStaged(name, offset, bytes);
+  }
   virtual absl::Status CheckComplete() const = 0;
   // FAILED_PRECONDITION when CheckComplete fails or nothing was begun.
   virtual absl::Status Commit() = 0;

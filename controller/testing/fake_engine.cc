@@ -64,6 +64,11 @@ absl::Status FakeEngine::CheckTagsLocked(std::vector<std::string>* tags) const {
   return absl::OkStatus();
 }
 
+void FakeEngine::SetIpcDomain(const std::string& domain) {
+  absl::MutexLock lock(&mu_);
+  ipc_domain_ = domain;
+}
+
 absl::StatusOr<::colo::v1::GetServerInfoResponse> FakeEngine::GetServerInfo() {
   absl::MutexLock lock(&mu_);
   absl::Status entered = EnterLocked("GetServerInfo", "GetServerInfo");
@@ -79,6 +84,7 @@ absl::StatusOr<::colo::v1::GetServerInfoResponse> FakeEngine::GetServerInfo() {
   response.set_device(options_.device_kind);
   response.set_weight_version("v0");
   response.set_memory_saver_enabled(true);
+  response.set_ipc_domain(ipc_domain_);
   for (const auto& [name, tag] : tags_) {
     if (!tag.resident) response.add_released_tags(name);
   }

@@ -57,6 +57,8 @@ class FakeEngine {
   // --- Fault knobs ---------------------------------------------------------
   // Every call fails with UNAVAILABLE while set (a dead engine).
   void SetUnavailable(bool unavailable) ABSL_LOCKS_EXCLUDED(mu_);
+  // GetServerInfo.ipc_domain from now on.
+  void SetIpcDomain(const std::string& domain) ABSL_LOCKS_EXCLUDED(mu_);
   // The release of `tag` is reported (bytes as if freed) but the memory
   // stays mapped. With `hide_in_memory_info`, GetMemoryInfo also claims 0
   // resident bytes for it (only the device numbers tell the truth).
@@ -111,6 +113,7 @@ class FakeEngine {
   // Signalled when hang_, hanging_ or cancel_epoch_ change.
   absl::CondVar cv_;
   std::map<std::string, Tag> tags_ ABSL_GUARDED_BY(mu_);
+  std::string ipc_domain_ ABSL_GUARDED_BY(mu_);
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   std::string paused_mode_ ABSL_GUARDED_BY(mu_);
   bool unavailable_ ABSL_GUARDED_BY(mu_) = false;

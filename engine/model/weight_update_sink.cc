@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "proto/logging/logging.h"
+#include "weight_sync/finite_check.h"
 
 namespace colo {
 namespace engine {
@@ -166,8 +167,11 @@ absl::Status ModelWeightUpdateSink::Stage(const std::string& name, size_t offset
   if (!shadow.ok()) return shadow.status();
   if (bytes == 0) return absl::OkStatus();
   std::memcpy(static_cast<char*>((*shadow)->data) + offset, data, bytes);
+  (*shadow)->checked_finite = false;
+  (*shadow)->prechecked_bytes = 0;
   AddRange(*shadow, offset, offset + bytes);
   staged_bytes_ += bytes;
+  CheckIfComplete(*shadow);
   return absl::OkStatus();
 }
 
@@ -183,9 +187,45 @@ absl::Status ModelWeightUpdateSink::MarkStaged(const std::string& name,
   absl::StatusOr<Shadow*> shadow = RangeOf(name, offset, bytes);
   if (!shadow.ok()) return shadow.status();
   if (bytes == 0) return absl::OkStatus();
+  (*shadow)->checked_finite = false;
+  (*shadow)->prechecked_bytes = 0;
   AddRange(*shadow, offset, offset + bytes);
   staged_bytes_ += bytes;
+  CheckIfComplete(*shadow);
   return absl::OkStatus();
+}
+
+absl::Status ModelWeightUpdateSink::MarkStagedChecked(const std::string& name, size_t offset,
+                                                      size_t bytes) {
+  absl::StatusOr<Shadow*> shadow = RangeOf(name, offset, bytes);
+  if (!shadow.ok()) return shadow.status();
+  if (bytes == 0) return absl::OkStatus();
+  const size_t before = (*shadow)->covered_bytes;
+  AddRange(*shadow, offset, offset + bytes);
+  staged_bytes_ += bytes;
+  if ((*shadow)->covered_bytes == before + bytes) {
+    // New bytes only: they count as checked.
+    (*shadow)->prechecked_bytes += bytes;
+  } else {
+    (*shadow)->prechecked_bytes = 0;  // overlapping re-staging: scan again
+  }
+  if ((*shadow)->covered_bytes == (*shadow)->spec.Bytes() &&
+      (*shadow)->prechecked_bytes == (*shadow)->spec.Bytes()) {
+    (*shadow)->finite = absl::OkStatus();
+    (*shadow)->checked_finite = true;
+    return absl::OkStatus();
+  }
+  CheckIfComplete(*shadow);
+  return absl::OkStatus();
+}
+
+void ModelWeightUpdateSink::CheckIfComplete(Shadow* shadow) const {
+  if (!options_.check_finite || shadow->covered_bytes != shadow->spec.Bytes() ||
+      shadow->spec.Bytes() == 0) {
+    return;
+  }
+  shadow->finite = weight_sync::CheckFinite(shadow->spec, shadow->data);
+  shadow->checked_finite = true;
 }
 
 absl::Status ModelWeightUpdateSink::CheckComplete() const {
@@ -197,9 +237,21 @@ absl::Status ModelWeightUpdateSink::CheckComplete() const {
                                      " of ", s.spec.Bytes(), " bytes missing)"));
     }
   }
-  if (missing.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "incomplete weight update: ", absl::StrJoin(missing, ", ")));
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("incomplete weight update: ", absl::StrJoin(missing, ", ")));
+  }
+  if (!options_.check_finite) return absl::OkStatus();
+  for (const std::string& name : order_) {
+    const Shadow& s = shadows_.at(name);
+    if (s.spec.Bytes() == 0) continue;
+    if (!s.checked_finite) {
+      s.finite = weight_sync::CheckFinite(s.spec, s.data);
+      s.checked_finite = true;
+    }
+    if (!s.finite.ok()) return s.finite;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ModelWeightUpdateSink::Commit() {

@@ -8,7 +8,11 @@
 // holding its wire bytes; the live weights are not touched before Commit.
 // Commit converts every shadow into the live tensor in place, then frees
 // the shadows. Partial updates (a subset of the model's tensors) are
-// allowed.
+// allowed. With Options::check_finite (the default), CheckComplete also
+// rejects NaN/infinite values (weight_sync/finite_check.h), so every update
+// path refuses them before commit; each shadow is scanned once, when its
+// last byte is staged (so receivers that stage on a pipeline thread hide the
+// scan behind the next transfer).
 //
 // Zero-copy commit: when the allocator's backend can exchange pages
 // (DeviceBackend::ExchangePages; the CPU backend can), a float32 shadow of
@@ -48,6 +52,8 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
   struct Options {
     ModelWeights* weights = nullptr;      // required, not owned
     CachingAllocator* allocator = nullptr;  // required, not owned
+    // Reject NaN / infinite values in CheckComplete.
+    bool check_finite = true;
   };
   // INVALID_ARGUMENT when a pointer is missing.
   static absl::StatusOr<std::unique_ptr<ModelWeightUpdateSink>> Create(
@@ -66,6 +72,8 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
   void* StagingArea(const std::string& name, size_t offset, size_t bytes) override;
   absl::Status MarkStaged(const std::string& name, size_t offset,
                           size_t bytes) override;
+  absl::Status MarkStagedChecked(const std::string& name, size_t offset,
+                                 size_t bytes) override;
   absl::Status CheckComplete() const override;
   absl::Status Commit() override;
   void Abort() override;
@@ -98,9 +106,18 @@ class ModelWeightUpdateSink : public weight_sync::UpdateSink {
     void* block = nullptr;  // the allocator block holding data (freed later)
     std::map<size_t, size_t> covered;  // disjoint [begin, end) byte ranges
     size_t covered_bytes = 0;
+    // The finite check of the complete shadow, run as soon as its last byte
+    // is staged (on the staging thread, overlapping the next transfer) and
+    // cleared when bytes are staged again.
+    mutable bool checked_finite = false;
+    mutable absl::Status finite;
+    // Bytes staged with MarkStagedChecked since the last unchecked staging.
+    size_t prechecked_bytes = 0;
   };
   explicit ModelWeightUpdateSink(const Options& options) : options_(options) {}
   static void AddRange(Shadow* shadow, size_t begin, size_t end);
+  // After bytes of `shadow` were staged: scan it once complete.
+  void CheckIfComplete(Shadow* shadow) const;
   // The begun shadow covering [offset, offset + bytes), or an error.
   absl::StatusOr<Shadow*> RangeOf(const std::string& name, size_t offset,
                                   size_t bytes);

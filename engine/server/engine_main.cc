@@ -68,6 +68,12 @@ ABSL_FLAG(std::string, weight_version, "0", "Weight version reported until the f
 ABSL_FLAG(int64_t, weight_sync_init_timeout_ms, 60000, "Default rendezvous deadline.");
 ABSL_FLAG(int64_t, weight_sync_transfer_timeout_ms, 120000, "Default per-transfer deadline.");
 ABSL_FLAG(int64_t, weight_sync_bucket_bytes, 64 << 20, "Default weight-update bucket size.");
+ABSL_FLAG(bool, weight_update_check_finite, true,
+          "Reject weight updates holding NaN or infinite values (every update path).");
+ABSL_FLAG(int64_t, max_receive_message_bytes, 64 << 20,
+          "Largest gRPC message accepted (clients chunk UpdateWeightsFromTensor to fit).");
+ABSL_FLAG(std::string, ipc_shm_dirs, "/dev/shm",
+          "Comma-separated directories UpdateWeightsFromIpc may open shared-memory files in.");
 ABSL_FLAG(std::string, debug_skip_release_tag, "",
           "TEST ONLY: releasing this tag keeps its memory (a lying engine).");
 ABSL_FLAG(int, tp_size, 1,
@@ -133,6 +139,9 @@ EngineOptions OptionsFromFlags() {
   o.weight_sync_init_timeout_ms = absl::GetFlag(FLAGS_weight_sync_init_timeout_ms);
   o.weight_sync_transfer_timeout_ms = absl::GetFlag(FLAGS_weight_sync_transfer_timeout_ms);
   o.weight_sync_bucket_bytes = absl::GetFlag(FLAGS_weight_sync_bucket_bytes);
+  o.weight_update_check_finite = absl::GetFlag(FLAGS_weight_update_check_finite);
+  o.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
+  o.ipc_shm_dirs = absl::GetFlag(FLAGS_ipc_shm_dirs);
   o.debug_skip_release_tag = absl::GetFlag(FLAGS_debug_skip_release_tag);
   o.tp_size = absl::GetFlag(FLAGS_tp_size);
   o.tp_rank = absl::GetFlag(FLAGS_tp_rank);
@@ -243,6 +252,7 @@ int EngineMain(int argc, char** argv) {
   server.host = options.host;
   server.port = options.port;
   server.port_file = options.port_file;
+  server.max_receive_message_bytes = static_cast<int>(options.max_receive_message_bytes);
   server.services = {&service};
   server.on_started = [&service](grpc::Server* s, int) {
     service.SetHealthService(s->GetHealthCheckService());

@@ -76,6 +76,12 @@ absl::Status ValidateEngineOptions(const EngineOptions& options) {
         "--debug_skip_release_tag must be weights, kv_cache or cuda_graph, got '",
         options.debug_skip_release_tag, "'"));
   }
+  if (options.max_receive_message_bytes < (1 << 20) ||
+      options.max_receive_message_bytes > (int64_t{1} << 31) - 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_receive_message_bytes must be in [1 MiB, 2 GiB), got ",
+        options.max_receive_message_bytes));
+  }
   if (options.tp_size < 1 || options.tp_size > 64) {
     return absl::InvalidArgumentError(
         absl::StrCat("--tp_size must be in [1, 64], got ", options.tp_size));

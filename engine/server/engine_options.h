@@ -72,6 +72,15 @@ struct EngineOptions {
   int64_t weight_sync_init_timeout_ms = 60000;
   int64_t weight_sync_transfer_timeout_ms = 120000;
   int64_t weight_sync_bucket_bytes = 64 << 20;
+  // Reject NaN / infinite values in every weight update (costs one scan of
+  // the new weights; see bench/weight_sync).
+  bool weight_update_check_finite = true;
+  // The largest gRPC message the engine accepts (advertised in
+  // GetServerInfo; UpdateWeightsFromTensor clients chunk to fit).
+  int64_t max_receive_message_bytes = 64 << 20;
+  // Comma-separated directories UpdateWeightsFromIpc may open shared-memory
+  // files in (besides /proc/<pid>/fd/<n> memfds).
+  std::string ipc_shm_dirs = "/dev/shm";
 
   // Tensor parallelism (engine/tp): the engine's ranks, one process each
   // (1: not sharded). Rank 0 owns the gRPC edge and the scheduler.

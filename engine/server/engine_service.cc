@@ -342,6 +342,26 @@ grpc::Status EngineService::GetWeightChecksums(grpc::ServerContext*,
   return Reply(weights_.Checksums(*request), response);
 }
 
+grpc::Status EngineService::ListWeightsUpdateGroups(
+    grpc::ServerContext*, const colo::v1::ListWeightsUpdateGroupsRequest*,
+    colo::v1::ListWeightsUpdateGroupsResponse* response) {
+  *response = weights_.ListGroups();
+  return grpc::Status::OK;
+}
+
+grpc::Status EngineService::UpdateWeightsFromIpc(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<colo::v1::IpcUpdateReply, colo::v1::IpcUpdateRequest>* stream) {
+  if (grpc::Status s = CheckAuth(context); !s.ok()) return s;
+  absl::StatusOr<colo::v1::UpdateWeightsResponse> r = weights_.UpdateFromIpc(stream);
+  UpdateHealth();
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  colo::v1::IpcUpdateReply done;
+  *done.mutable_done() = *std::move(r);
+  stream->Write(done);
+  return grpc::Status::OK;
+}
+
 grpc::Status EngineService::FlushCache(grpc::ServerContext* context,
                                        const colo::v1::FlushCacheRequest*,
                                        colo::v1::FlushCacheResponse* response) {
@@ -407,6 +427,7 @@ grpc::Status EngineService::GetServerInfo(grpc::ServerContext*,
   response->set_last_kv_audit_error(s.last_kv_audit_error);
   response->set_num_sessions(s.num_sessions);
   FillTpServerInfo(*runtime_, response);
+  weights_.FillServerInfo(response);
   return grpc::Status::OK;
 }
 

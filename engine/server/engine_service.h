@@ -78,6 +78,13 @@ class EngineService final : public colo::v1::RolloutEngine::Service {
   grpc::Status GetWeightChecksums(grpc::ServerContext* context,
                                   const colo::v1::GetWeightChecksumsRequest* request,
                                   colo::v1::GetWeightChecksumsResponse* response) override;
+  grpc::Status ListWeightsUpdateGroups(
+      grpc::ServerContext* context, const colo::v1::ListWeightsUpdateGroupsRequest* request,
+      colo::v1::ListWeightsUpdateGroupsResponse* response) override;
+  grpc::Status UpdateWeightsFromIpc(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<colo::v1::IpcUpdateReply, colo::v1::IpcUpdateRequest>* stream)
+      override;
   grpc::Status FlushCache(grpc::ServerContext* context,
                           const colo::v1::FlushCacheRequest* request,
                           colo::v1::FlushCacheResponse* response) override;

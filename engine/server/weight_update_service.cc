@@ -1,46 +1,20 @@
 #include "engine/server/weight_update_service.h"
 
+#include <algorithm>
 #include <memory>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "engine/memory/memory_tag.h"
 #include "engine/tp/sharded_update_sink.h"
 #include "engine/tp/tp_checksums.h"
-#include "proto/status/status_macros.h"
 #include "proto/logging/logging.h"
+#include "proto/status/status_macros.h"
+#include "weight_sync/ipc_update.h"
 
 namespace colo::engine {
 namespace {
-
-// Ends the scheduler's update-in-flight state however the update ends, and
-// returns the update's transient memory.
-class UpdateInFlight {
- public:
-  explicit UpdateInFlight(EngineRuntime* runtime) : runtime_(runtime) {}
-  ~UpdateInFlight() {
-    // In the colocated cycle (kv_cache released while the trainer sends
-    // weights) the shadow and staging buffers' segments go back now, so
-    // resuming kv_cache next does not stack KV on top of them (two-stage
-    // resume). With kv_cache resident (in-place update) they stay cached
-    // until ContinueGeneration{torch_empty_cache}. With --device=cuda the
-    // shadows are host memory and NCCL's bucket slots device memory: both
-    // allocators are emptied.
-    if (runtime_->pool().IsReleased(MemoryTag::kKvCache)) {
-      uint64_t returned = runtime_->staging_allocator().EmptyCache();
-      if (&runtime_->allocator() != &runtime_->staging_allocator()) {
-        returned += runtime_->allocator().EmptyCache();
-      }
-      COLO_LOG(INFO) << "weight update done: returned " << returned
-                     << " bytes of staging before kv_cache resumes";
-    }
-    runtime_->scheduler().EndWeightUpdate();
-  }
-  UpdateInFlight(const UpdateInFlight&) = delete;
-  UpdateInFlight& operator=(const UpdateInFlight&) = delete;
-
- private:
-  EngineRuntime* const runtime_;
-};
 
 bool OnDevice(EngineRuntime& runtime) { return runtime.runner().device_kind() != "cpu"; }
 
@@ -92,7 +66,63 @@ absl::StatusOr<colo::v1::GetWeightChecksumsResponse> TpWeightChecksums(
   return response;
 }
 
+std::vector<std::string> SplitDirs(const std::string& dirs) {
+  std::vector<std::string> out;
+  for (absl::string_view d : absl::StrSplit(dirs, ',', absl::SkipWhitespace())) {
+    out.emplace_back(d);
+  }
+  return out;
+}
+
 }  // namespace
+
+// One update's hold on the engine: the service's single update slot and
+// the scheduler's update-in-flight state; on exit it returns the update's
+// transient memory.
+class WeightUpdateService::InFlight {
+ public:
+  InFlight(WeightUpdateService* service, const char* rpc) : service_(service) {
+    status_ = service_->Claim(rpc);
+    if (!status_.ok()) return;
+    claimed_ = true;
+    status_ = service_->runtime_->scheduler().BeginWeightUpdate(rpc);
+    began_ = status_.ok();
+  }
+  ~InFlight() {
+    if (began_) {
+      EngineRuntime* runtime = service_->runtime_;
+      // In the colocated cycle (kv_cache released while the trainer sends
+      // weights) the shadow and staging buffers' segments go back now, so
+      // resuming kv_cache next does not stack KV on top of them (two-stage
+      // resume). With kv_cache resident (in-place update) they stay cached
+      // until ContinueGeneration{torch_empty_cache}. With --device=cuda the
+      // shadows are host memory and NCCL's bucket slots device memory: both
+      // allocators are emptied.
+      if (runtime->pool().IsReleased(MemoryTag::kKvCache)) {
+        uint64_t returned = runtime->staging_allocator().EmptyCache();
+        if (&runtime->allocator() != &runtime->staging_allocator()) {
+          returned += runtime->allocator().EmptyCache();
+        }
+        COLO_LOG(INFO) << "weight update done: returned " << returned
+                       << " bytes of staging before kv_cache resumes";
+      }
+      runtime->scheduler().EndWeightUpdate();
+    }
+    if (claimed_) service_->Unclaim();
+  }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+  const absl::Status& status() const { return status_; }
+  // False when another update holds the slot.
+  bool claimed() const { return claimed_; }
+
+ private:
+  WeightUpdateService* const service_;
+  absl::Status status_;
+  bool claimed_ = false;
+  bool began_ = false;
+};
 
 absl::StatusOr<std::unique_ptr<TpUpdate>> WeightUpdateService::StartTp(
     colo::internal::TpCommand command) {
@@ -111,12 +141,49 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::FinishTp(
   return local;
 }
 
-WeightUpdateService::WeightUpdateService(EngineRuntime* runtime) : runtime_(runtime) {
+WeightUpdateService::WeightUpdateService(EngineRuntime* runtime)
+    : runtime_(runtime),
+      shm_dirs_(SplitDirs(runtime->options().ipc_shm_dirs)),
+      ipc_domain_(weight_sync::LocalIpcDomain()) {
   defaults_.init_timeout = absl::Milliseconds(runtime->options().weight_sync_init_timeout_ms);
   // NCCL groups use the engine's device (--device_ordinal).
   defaults_.cuda_device = runtime->backend().device();
   defaults_.transfer_timeout =
       absl::Milliseconds(runtime->options().weight_sync_transfer_timeout_ms);
+}
+
+absl::Status WeightUpdateService::Claim(const char* rpc) {
+  absl::MutexLock lock(&mu_);
+  if (!in_flight_.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        rpc, ": another weight update (", in_flight_, ", running for ",
+        absl::FormatDuration(absl::Trunc(absl::Now() - in_flight_since_, absl::Milliseconds(1))),
+        ") is in flight; one update at a time"));
+  }
+  in_flight_ = rpc;
+  in_flight_since_ = absl::Now();
+  return absl::OkStatus();
+}
+
+void WeightUpdateService::Unclaim() {
+  absl::MutexLock lock(&mu_);
+  in_flight_.clear();
+}
+
+absl::StatusOr<weight_sync::CudaIpcReader*> WeightUpdateService::CudaReader() {
+  absl::MutexLock lock(&mu_);
+  if (cuda_reader_ == nullptr && cuda_reader_error_.ok()) {
+    const int device = runtime_->backend().kind() == "cuda" ? runtime_->backend().device() : 0;
+    absl::StatusOr<std::unique_ptr<weight_sync::CudaIpcReader>> r =
+        weight_sync::CudaIpcReader::Create(device);
+    if (r.ok()) {
+      cuda_reader_ = std::move(r).value();
+    } else {
+      cuda_reader_error_ = r.status();
+    }
+  }
+  if (cuda_reader_ == nullptr) return cuda_reader_error_;
+  return cuda_reader_.get();
 }
 
 weight_sync::EngineUpdateEnv WeightUpdateService::Env(
@@ -126,6 +193,7 @@ weight_sync::EngineUpdateEnv WeightUpdateService::Env(
   // Shadows and staging must be host memory (the host master weights are
   // written from them): on CUDA this is not the device allocator.
   env.allocator = &runtime_->staging_allocator();
+  env.check_finite = runtime_->options().weight_update_check_finite;
   if (OnDevice(*runtime_)) {
     // NCCL groups receive buckets into device memory, then copy to the
     // host shadows.
@@ -167,21 +235,27 @@ absl::StatusOr<colo::v1::InitWeightsUpdateGroupResponse> WeightUpdateService::In
         " tensor-parallel ranks at rank_offset ", request.rank_offset(),
         " (it occupies ranks rank_offset .. rank_offset + tp_size - 1)"));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<TpUpdate> tp,
-                   StartTp(TpCommandFor(request)));
+  const absl::Time start = absl::Now();
+  ASSIGN_OR_RETURN(std::unique_ptr<TpUpdate> tp, StartTp(TpCommandFor(request)));
   absl::StatusOr<colo::v1::InitWeightsUpdateGroupResponse> local =
       weight_sync::InitGroup(&registry_, request, defaults_);
-  if (tp == nullptr) return local;
-  const absl::Status merged = tp->Merge(local.status(), tp->Finish());
-  if (!merged.ok()) {
-    // All ranks join or none keeps the group.
-    colo::v1::DestroyWeightsUpdateGroupRequest destroy;
-    destroy.set_group_name(request.group_name());
-    if (local.ok()) (void)weight_sync::DestroyGroup(&registry_, destroy);
-    (void)runtime_->tp()->CallAll(
-        TpCommandFor(destroy),
-        absl::Seconds(30));
-    return merged;
+  if (tp != nullptr) {
+    const absl::Status merged = tp->Merge(local.status(), tp->Finish());
+    if (!merged.ok()) {
+      // All ranks join or none keeps the group.
+      colo::v1::DestroyWeightsUpdateGroupRequest destroy;
+      destroy.set_group_name(request.group_name());
+      if (local.ok()) (void)weight_sync::DestroyGroup(&registry_, destroy);
+      (void)runtime_->tp()->CallAll(TpCommandFor(destroy), absl::Seconds(30));
+      return merged;
+    }
+  }
+  if (local.ok()) {
+    COLO_LOG(INFO) << "weight-update group \"" << request.group_name() << "\" formed in "
+                   << absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1)))
+                   << ": rank " << local->rank() << "/" << request.world_size() << ", rendezvous "
+                   << (request.rendezvous().empty() ? "colo" : request.rendezvous()) << " "
+                   << local->detail();
   }
   return local;
 }
@@ -195,30 +269,35 @@ absl::Status WeightUpdateService::DestroyGroup(
   return tp->Merge(local, tp->Finish());
 }
 
+colo::v1::ListWeightsUpdateGroupsResponse WeightUpdateService::ListGroups() const {
+  return weight_sync::ListGroups(registry_);
+}
+
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromDistributed(
     const colo::v1::UpdateWeightsFromDistributedRequest& request) {
-  if (absl::Status s = runtime_->scheduler().BeginWeightUpdate("UpdateWeightsFromDistributed");
-      !s.ok()) {
-    return s;
-  }
-  UpdateInFlight in_flight(runtime_);
+  InFlight in_flight(this, "UpdateWeightsFromDistributed");
+  // Another update in flight may be about to use this very group: refuse at
+  // once, without touching the group.
+  if (!in_flight.claimed()) return in_flight.status();
   const std::string version = request.weight_version();
   const bool flush = request.flush_cache();
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<TpUpdate> tp,
-      StartTp(TpCommandFor(request)));
-  weight_sync::EngineUpdateEnv env = Env([version, flush] { return std::make_pair(version, flush); });
+  // The other ranks of a tensor-parallel engine receive too (each keeps its
+  // shard); a refusal here fails their vote.
+  ASSIGN_OR_RETURN(std::unique_ptr<TpUpdate> tp, StartTp(TpCommandFor(request)));
+  weight_sync::EngineUpdateEnv env =
+      Env([version, flush] { return std::make_pair(version, flush); });
   if (tp != nullptr) env.run_commit = tp->WrapCommit(env.run_commit);
-  return FinishTp(tp.get(), weight_sync::UpdateFromDistributed(registry_, request, env));
+  // An update the engine refuses for its state still drains a torch
+  // group's broadcasts (see the class comment); a colo group's sender sees
+  // the refusal in its vote.
+  return FinishTp(tp.get(), weight_sync::UpdateFromDistributed(&registry_, request, env,
+                                                               in_flight.status()));
 }
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromTensor(
     grpc::ServerReader<colo::v1::WeightChunk>* reader) {
-  if (absl::Status s = runtime_->scheduler().BeginWeightUpdate("UpdateWeightsFromTensor");
-      !s.ok()) {
-    return s;
-  }
-  UpdateInFlight in_flight(runtime_);
+  InFlight in_flight(this, "UpdateWeightsFromTensor");
+  if (!in_flight.status().ok()) return in_flight.status();
   // The version and flush flag arrive with the commit message, after the
   // data: the commit runner reads them from this slot.
   auto commit = std::make_shared<colo::v1::WeightCommit>();
@@ -241,18 +320,44 @@ absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromT
 
 absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromDisk(
     const colo::v1::UpdateWeightsFromDiskRequest& request) {
-  if (absl::Status s = runtime_->scheduler().BeginWeightUpdate("UpdateWeightsFromDisk");
-      !s.ok()) {
-    return s;
-  }
-  UpdateInFlight in_flight(runtime_);
+  InFlight in_flight(this, "UpdateWeightsFromDisk");
+  if (!in_flight.status().ok()) return in_flight.status();
   const std::string version = request.weight_version();
   const bool flush = request.flush_cache();
-  ASSIGN_OR_RETURN(std::unique_ptr<TpUpdate> tp,
-                   StartTp(TpCommandFor(request)));
-  weight_sync::EngineUpdateEnv env = Env([version, flush] { return std::make_pair(version, flush); });
+  ASSIGN_OR_RETURN(std::unique_ptr<TpUpdate> tp, StartTp(TpCommandFor(request)));
+  weight_sync::EngineUpdateEnv env =
+      Env([version, flush] { return std::make_pair(version, flush); });
   if (tp != nullptr) env.run_commit = tp->WrapCommit(env.run_commit);
   return FinishTp(tp.get(), weight_sync::UpdateFromDisk(request, env));
+}
+
+absl::StatusOr<colo::v1::UpdateWeightsResponse> WeightUpdateService::UpdateFromIpc(
+    grpc::ServerReaderWriter<colo::v1::IpcUpdateReply, colo::v1::IpcUpdateRequest>* stream) {
+  if (runtime_->tp() != nullptr) {
+    return absl::FailedPreconditionError(
+        "UpdateWeightsFromIpc: not supported on a tensor-parallel engine yet (--tp_size > 1); "
+        "update it over a broadcast group (InitWeightsUpdateGroup with tp_size ranks) or from "
+        "disk");
+  }
+  InFlight in_flight(this, "UpdateWeightsFromIpc");
+  if (!in_flight.status().ok()) return in_flight.status();
+  auto commit = std::make_shared<colo::v1::WeightCommit>();
+  weight_sync::IpcUpdateOptions ipc;
+  ipc.shm_dirs = shm_dirs_;
+  ipc.cuda = [this] { return CudaReader(); };
+  // As many copy threads as the CPU backend computes with (0 = all cores).
+  ipc.copy_threads = runtime_->options().cpu_threads > 0
+                         ? runtime_->options().cpu_threads
+                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return weight_sync::UpdateFromIpc(
+      [stream](colo::v1::IpcUpdateRequest* m) { return stream->Read(m); },
+      [stream](const colo::v1::IpcBucketAck& ack) {
+        colo::v1::IpcUpdateReply reply;
+        *reply.mutable_ack() = ack;
+        return stream->Write(reply);
+      },
+      Env([commit] { return std::make_pair(commit->weight_version(), commit->flush_cache()); }),
+      ipc, commit.get());
 }
 
 absl::StatusOr<colo::v1::GetWeightChecksumsResponse> WeightUpdateService::Checksums(
@@ -281,6 +386,11 @@ absl::StatusOr<colo::v1::GetWeightChecksumsResponse> WeightUpdateService::Checks
   if (!s.ok()) return s;
   if (result.ok()) result->set_weight_version(runtime_->scheduler().Snapshot().weight_version);
   return result;
+}
+
+void WeightUpdateService::FillServerInfo(colo::v1::GetServerInfoResponse* response) const {
+  response->set_max_receive_message_bytes(runtime_->options().max_receive_message_bytes);
+  response->set_ipc_domain(ipc_domain_);
 }
 
 }  // namespace colo::engine

@@ -71,6 +71,9 @@ absl::Status RunGrpcServer(const GrpcServerOptions& options) {
                                                : grpc::InsecureServerCredentials(),
                            &bound_port);
   for (grpc::Service* service : options.services) builder.RegisterService(service);
+  if (options.max_receive_message_bytes > 0) {
+    builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     return absl::UnavailableError(

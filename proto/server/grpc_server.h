@@ -35,6 +35,8 @@ struct GrpcServerOptions {
   std::vector<grpc::Service*> services;
   // Credentials for the listening port; insecure when null.
   std::shared_ptr<grpc::ServerCredentials> credentials;
+  // The largest message the server accepts; 0 keeps gRPC's default (4 MiB).
+  int max_receive_message_bytes = 0;
   // How long in-flight calls may run after a termination signal.
   absl::Duration drain_timeout = absl::Seconds(10);
   // Called once the server is serving, with the bound port.

@@ -8,6 +8,11 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <limits>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -205,7 +210,8 @@ TEST_F(AllOrNothingTest, SenderKilledMidBroadcastAbortsWithinTransferDeadline) {
   ASSERT_TRUE(sender->exit_time().has_value());
   for (int i = 0; i < 2; ++i) {
     SCOPED_TRACE(engines[i]->address());
-    EXPECT_THAT(replies[i], StatusIs(absl::StatusCode::kAborted));
+    EXPECT_THAT(replies[i], StatusIs(absl::StatusCode::kAborted,
+                                     HasSubstr("the engine destroyed weight-update group \"g_kill\"")));
     // Within the transfer deadline of the collective that lost its peer
     // (plus slack for a loaded 2-core machine); never a hang.
     EXPECT_LT(replied_at[i] - *sender->exit_time(), kTransferTimeout + absl::Seconds(5))
@@ -213,8 +219,11 @@ TEST_F(AllOrNothingTest, SenderKilledMidBroadcastAbortsWithinTransferDeadline) {
   }
   ExpectServingA();
 
-  // The broken group can be destroyed, and a new group + update succeeds.
-  for (TestEngine* e : engines) EXPECT_OK(DestroyGroup(*e, "g_kill"));
+  // The engines destroyed the dead group themselves; the same name forms a
+  // new group at once and an update succeeds.
+  for (TestEngine* e : engines) {
+    EXPECT_THAT(DestroyGroup(*e, "g_kill"), StatusIs(absl::StatusCode::kNotFound));
+  }
   ASSERT_OK_AND_ASSIGN(auto transport, FormGroup({e1_.get(), e2_.get()}, "g_kill",
                                                  absl::Seconds(30), absl::Seconds(30)));
   absl::Status sent;
@@ -229,8 +238,72 @@ TEST_F(AllOrNothingTest, SenderKilledMidBroadcastAbortsWithinTransferDeadline) {
   }
 }
 
+// A NaN in new weights is INVALID_ARGUMENT naming the tensor and the first
+// bad element on every path (disk, gRPC stream, colo broadcast); nothing is
+// applied and A keeps serving.
+TEST_F(AllOrNothingTest, NanIsRefusedOnEveryPathNamingTheElement) {
+  // Checkpoint C = B with model.norm.weight[5] = NaN (and [9] = +inf).
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/ckpt_nan";
+  ASSERT_EQ(std::system(("mkdir -p '" + dir + "'").c_str()), 0);
+  {
+    engine::SafetensorsWriter w;
+    for (const auto& [name, view] : ckpt_b_->tensors()) {
+      std::string bytes(reinterpret_cast<const char*>(view->data), view->bytes);
+      if (name == "model.norm.weight") {
+        ASSERT_EQ(view->dtype, engine::TensorDtype::kF32);
+        const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
+        std::memcpy(bytes.data() + 5 * 4, &nan, 4);
+        std::memcpy(bytes.data() + 9 * 4, &inf, 4);
+      }
+      ASSERT_OK(w.AddRaw(name, std::string(engine::TensorDtypeName(view->dtype)), view->shape,
+                         std::move(bytes)));
+    }
+    ASSERT_OK(w.Write(dir + "/model.safetensors"));
+    std::ifstream src(ckpt_.b + "/config.json");
+    std::ofstream(dir + "/config.json") << src.rdbuf();
+  }
+  ASSERT_OK_AND_ASSIGN(auto c, engine::SafetensorsCheckpoint::Open(dir));
+  const auto named = ::testing::HasSubstr(
+      "tensor \"model.norm.weight\": element 5 (flat, row-major) is NaN");
+  EXPECT_THAT(UpdateFromDisk(*e1_, dir, "nan"),
+              StatusIs(absl::StatusCode::kInvalidArgument, named));
+  EXPECT_THAT(UpdateFromTensor(*e1_, CheckpointChunks(*c, 4096, "nan")),
+              StatusIs(absl::StatusCode::kInvalidArgument, named));
+  // Colo's broadcast: the engines vote not to commit; the sender sees ABORTED.
+  ASSERT_OK_AND_ASSIGN(std::vector<weight_sync::SendTensor> tensors_c,
+                       weight_sync::TensorsFromCheckpoint(*c));
+  ASSERT_OK_AND_ASSIGN(auto transport, FormGroup({e1_.get(), e2_.get()}, "g_nan",
+                                                 absl::Seconds(30), absl::Seconds(30)));
+  std::vector<absl::Status> replies(2);
+  std::vector<std::thread> threads;
+  TestEngine* engines[2] = {e1_.get(), e2_.get()};
+  const v1::UpdateWeightsFromDistributedRequest request =
+      DistributedRequest(tensors_c, "g_nan", "nan", kBucketBytes);
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] { replies[i] = UpdateFromDistributed(*engines[i], request).status(); });
+  }
+  weight_sync::SendOptions so;
+  so.transport = transport.get();
+  so.bucket_bytes = kBucketBytes;
+  EXPECT_THAT(weight_sync::SendUpdate(so, tensors_c).status(),
+              StatusIs(absl::StatusCode::kAborted));
+  for (std::thread& t : threads) t.join();
+  for (const absl::Status& r : replies) {
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument, named));
+  }
+  ExpectServingA();
+  // The group was not broken by a refused update: B goes through on it.
+  absl::Status sent;
+  std::vector<absl::Status> ok = UpdateBoth(
+      transport.get(), DistributedRequest(tensors_b_, "g_nan", kVersionB, kBucketBytes), &sent);
+  EXPECT_OK(sent);
+  for (const absl::Status& r : ok) EXPECT_OK(r);
+}
+
 // The same fault through the real CLI (--debug_exit_after_buckets): the
-// engines keep serving A; after DestroyWeightsUpdateGroup the CLI succeeds.
+// engines keep serving A and destroy the dead group themselves once their
+// update fails; the next CLI run succeeds without any cleanup.
 TEST_F(AllOrNothingTest, KilledCliLeavesOldWeightsAndNextCliRunSucceeds) {
   const std::string engines = absl::StrCat(e1_->address(), ",", e2_->address());
   const std::vector<std::string> common = {
@@ -246,7 +319,11 @@ TEST_F(AllOrNothingTest, KilledCliLeavesOldWeightsAndNextCliRunSucceeds) {
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
       << "wait status " << status << ": " << cli->LogTail();
   ExpectServingA();
-  for (TestEngine* e : {e1_.get(), e2_.get()}) EXPECT_OK(DestroyGroup(*e, "weight_update_group"));
+  // The killed CLI's update RPCs end on the engines within the transfer
+  // deadline (3 s); the engines then drop the group.
+  for (TestEngine* e : {e1_.get(), e2_.get()}) {
+    EXPECT_OK(WaitGroupGone(*e, "weight_update_group", absl::Seconds(30)));
+  }
 
   ASSERT_OK_AND_ASSIGN(auto again, ChildProcess::Spawn(RunfilePath("weight_sync/colo-weight-sender"),
                                                        common, "colo-weight-sender"));

@@ -79,6 +79,45 @@ TEST_F(BadInputTest, RankOutsideWorldIsInvalidArgument) {
   ExpectHealthyWithoutGroup("g");
 }
 
+// Issue 18: an empty master_address and negative timeouts are refused at
+// once (not after the init timeout, not silently the default); unknown
+// rendezvous / torch_group names too.
+TEST_F(BadInputTest, EmptyAddressNegativeTimeoutsAndUnknownNamesAreInvalidArgument) {
+  const int port = UnusedPort();
+  ASSERT_GT(port, 0);
+  const absl::Time start = absl::Now();
+  v1::InitWeightsUpdateGroupRequest empty =
+      GroupRequest("g_empty", port, 1, 2, absl::Seconds(30), absl::Seconds(30));
+  empty.set_master_address("");
+  EXPECT_THAT(InitGroup(*engine_, empty).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("master_address is empty")));
+  empty.set_rendezvous("torch");
+  EXPECT_THAT(InitGroup(*engine_, empty).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("master_address is empty")));
+  v1::InitWeightsUpdateGroupRequest negative =
+      GroupRequest("g_neg", port, 1, 2, absl::Seconds(30), absl::Seconds(30));
+  negative.set_init_timeout_ms(-5);
+  EXPECT_THAT(InitGroup(*engine_, negative).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("init_timeout_ms and transfer_timeout_ms must be >= 0")));
+  negative.set_init_timeout_ms(1000);
+  negative.set_transfer_timeout_ms(-1);
+  EXPECT_THAT(InitGroup(*engine_, negative).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("got 1000 and -1")));
+  v1::InitWeightsUpdateGroupRequest names =
+      GroupRequest("g_names", port, 1, 2, absl::Seconds(30), absl::Seconds(30));
+  names.set_rendezvous("mpi");
+  EXPECT_THAT(InitGroup(*engine_, names).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rendezvous must be")));
+  names.set_rendezvous("torch");
+  names.set_torch_group("galaxy");
+  EXPECT_THAT(InitGroup(*engine_, names).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("torch_group must be")));
+  // All refused before any rendezvous.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  ExpectHealthyWithoutGroup("g_empty");
+}
+
 TEST_F(BadInputTest, NcclGroupOnACpuEngineIsFailedPrecondition) {
   const int port = UnusedPort();
   ASSERT_GT(port, 0);

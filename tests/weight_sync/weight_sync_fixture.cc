@@ -118,6 +118,37 @@ absl::Status DestroyGroup(TestEngine& engine, const std::string& group_name) {
   return FromGrpc(engine.stub().DestroyWeightsUpdateGroup(&ctx, req, &resp));
 }
 
+absl::StatusOr<v1::ListWeightsUpdateGroupsResponse> ListGroups(TestEngine& engine) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(absl::Seconds(30)));
+  v1::ListWeightsUpdateGroupsResponse resp;
+  absl::Status st = FromGrpc(
+      engine.stub().ListWeightsUpdateGroups(&ctx, v1::ListWeightsUpdateGroupsRequest(), &resp));
+  if (!st.ok()) return st;
+  return resp;
+}
+
+absl::Status WaitGroupGone(TestEngine& engine, const std::string& group_name,
+                           absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string last = "unknown";
+  while (absl::Now() < deadline) {
+    absl::StatusOr<v1::ListWeightsUpdateGroupsResponse> list = ListGroups(engine);
+    if (!list.ok()) return list.status();
+    bool present = false;
+    for (const v1::WeightsUpdateGroupInfo& g : list->groups()) {
+      if (g.group_name() == group_name) {
+        present = true;
+        last = g.state();
+      }
+    }
+    if (!present) return absl::OkStatus();
+    absl::SleepFor(absl::Milliseconds(50));  // bounded by the deadline
+  }
+  return absl::DeadlineExceededError(absl::StrCat("group \"", group_name,
+                                                  "\" is still listed (state ", last, ")"));
+}
+
 absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
     TestEngine& engine, const v1::UpdateWeightsFromDistributedRequest& request,
     absl::Duration timeout) {

@@ -64,6 +64,12 @@ absl::StatusOr<v1::InitWeightsUpdateGroupResponse> InitGroup(
     TestEngine& engine, const v1::InitWeightsUpdateGroupRequest& request,
     absl::Duration timeout = absl::Seconds(60));
 absl::Status DestroyGroup(TestEngine& engine, const std::string& group_name);
+absl::StatusOr<v1::ListWeightsUpdateGroupsResponse> ListGroups(TestEngine& engine);
+// Polls ListWeightsUpdateGroups until `group_name` is gone (an engine that
+// destroyed a dead group itself once its update failed); DEADLINE_EXCEEDED
+// naming the group's state otherwise.
+absl::Status WaitGroupGone(TestEngine& engine, const std::string& group_name,
+                           absl::Duration timeout);
 absl::StatusOr<v1::UpdateWeightsResponse> UpdateFromDistributed(
     TestEngine& engine, const v1::UpdateWeightsFromDistributedRequest& request,
     absl::Duration timeout = absl::Seconds(60));

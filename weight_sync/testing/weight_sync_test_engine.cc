@@ -85,7 +85,7 @@ grpc::Status WeightSyncTestEngine::UpdateWeightsFromDistributed(
     grpc::ServerContext*, const v1::UpdateWeightsFromDistributedRequest* req,
     v1::UpdateWeightsResponse* resp) {
   absl::StatusOr<v1::UpdateWeightsResponse> r =
-      UpdateFromDistributed(registry_, *req, Env(req->weight_version()));
+      UpdateFromDistributed(&registry_, *req, Env(req->weight_version()));
   if (r.ok()) *resp = *r;
   return ToGrpcStatus(r.status());
 }

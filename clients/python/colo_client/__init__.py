@@ -5,6 +5,7 @@
 
 from colo_client.controller import ControllerClient
 from colo_client.engine import EngineClient
+from colo_client.ipc import ipc_domain
 from colo_client.errors import (AbortedError, CancelledError, ColoError, DeadlineExceededError,
                                 FailedPreconditionError, InternalError, InvalidArgumentError,
                                 NotFoundError, PermissionDeniedError, ResourceExhaustedError,
@@ -22,5 +23,5 @@ __all__ = [
     "InvalidArgumentError", "NodeState", "NotFoundError", "PermissionDeniedError",
     "ResourceExhaustedError", "ServerInfo", "Transition", "UnauthenticatedError",
     "UnavailableError", "UnimplementedError", "UpdateWeightsResult", "WeightSync",
-    "WeightSyncGroup",
+    "WeightSyncGroup", "ipc_domain",
 ]

@@ -9,7 +9,8 @@ import grpc
 from colo_client.errors import ColoError, error_for, from_rpc_error
 
 # Large enough for weight chunks and full memory pictures.
-_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES
 
 
 def make_channel(address: str, root_certificates: Optional[bytes] = None) -> grpc.Channel:
@@ -49,6 +50,14 @@ class RpcHelper:
         if token:
             self._metadata.append(("authorization", f"Bearer {token}"))
         self.timeout = timeout
+
+    @property
+    def metadata(self) -> List[Tuple[str, str]]:
+        return self._metadata
+
+    def stub_method(self, method: str) -> Callable[..., Any]:
+        """The raw stub method (for bidirectional streams)."""
+        return getattr(self._stub, method)
 
     def unary(self, method: str, request: Any, timeout: Optional[float] = None) -> Any:
         """Calls a unary method; raises ColoError on failure."""

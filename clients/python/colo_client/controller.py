@@ -77,11 +77,16 @@ class ControllerClient:
         return Transition.from_proto(
             self._rpc.unary("PrepareTraining", request, timeout or self._transition_timeout))
 
-    def begin_weight_sync(self, step: int, timeout: Optional[float] = None) -> WeightSync:
+    def begin_weight_sync(self, step: int, timeout: Optional[float] = None,
+                          trainer_ipc_domain: Optional[str] = None) -> WeightSync:
         """TRAINING -> WEIGHT_SYNC: resume the engines' `weights` only. The
         result names the engines and the group parameters
-        (`.weights_group_params`) for a trainer that broadcasts itself."""
-        request = controller_pb2.BeginWeightSyncRequest(step=step)
+        (`.weights_group_params`) for a trainer that broadcasts itself.
+        With `trainer_ipc_domain` (colo_client.ipc_domain() of the trainer
+        process), engines in that domain get weight_path "ipc" (use
+        update_weights_from_ipc) and the group holds only the others."""
+        request = controller_pb2.BeginWeightSyncRequest(
+            step=step, trainer_ipc_domain=trainer_ipc_domain or "")
         return WeightSync.from_proto(
             self._rpc.unary("BeginWeightSync", request, timeout or self._transition_timeout))
 

@@ -11,12 +11,14 @@ Every call raises a ColoError subclass on failure. Thread-safe.
 
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
+import grpc
 from colo.v1 import common_pb2, engine_pb2, engine_pb2_grpc
 
-from colo_client import _rpc
+from colo_client import _rpc, ipc
+from colo_client.errors import from_rpc_error
 from colo_client.results import (GenerateChunk, GenerateResult, ServerInfo,
                                  UpdateWeightsResult)
-from colo_client.tensors import DEFAULT_CHUNK_BYTES, NamedTensors, weight_chunks
+from colo_client.tensors import DEFAULT_MAX_MESSAGE_BYTES, NamedTensors, weight_chunks
 
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -33,6 +35,7 @@ class EngineClient:
         the engine's --auth_token_file; `timeout` the default deadline in
         seconds of unary calls (generate streams take their own)."""
         self.address = address
+        self._max_message_bytes: Optional[int] = None  # the engine's, fetched once
         self._channel = _rpc.make_channel(address, root_certificates)
         self._rpc = _rpc.RpcHelper("RolloutEngine",
                                    engine_pb2_grpc.RolloutEngineStub(self._channel),
@@ -149,17 +152,93 @@ class EngineClient:
 
     # --- weights --------------------------------------------------------------------
 
+    def max_receive_message_bytes(self) -> int:
+        """The largest gRPC message the engine accepts (GetServerInfo; gRPC's
+        default 4 MiB for engines that do not say), fetched once."""
+        if self._max_message_bytes is None:
+            reply = self._rpc.unary("GetServerInfo", engine_pb2.GetServerInfoRequest())
+            self._max_message_bytes = (reply.max_receive_message_bytes
+                                       or DEFAULT_MAX_MESSAGE_BYTES)
+        return self._max_message_bytes
+
     def update_weights_from_tensors(self, named_tensors: NamedTensors, weight_version: str,
                                     flush_cache: bool = False,
-                                    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                                    chunk_bytes: Optional[int] = None,
                                     timeout: Optional[float] = None) -> UpdateWeightsResult:
         """Streams PyTorch tensors (float32/float16/bfloat16; a mapping such
-        as a state_dict, or (name, tensor) pairs) to the engine in chunks of
-        at most `chunk_bytes`, then commits `weight_version`. All-or-nothing
-        on the engine: a failed update leaves the previous weights serving."""
-        chunks = weight_chunks(named_tensors, weight_version, flush_cache, chunk_bytes)
+        as a state_dict, or (name, tensor) pairs) to the engine in chunks
+        that fit its receive limit (max_receive_message_bytes, headers
+        included; `chunk_bytes` caps them further), then commits
+        `weight_version`. All-or-nothing on the engine: a failed update
+        leaves the previous weights serving."""
+        limit = min(self.max_receive_message_bytes(), _rpc.MAX_MESSAGE_BYTES)
+        chunks = weight_chunks(named_tensors, weight_version, flush_cache, chunk_bytes,
+                               max_message_bytes=limit)
         return UpdateWeightsResult.from_proto(
             self._rpc.stream_in("UpdateWeightsFromTensor", chunks, timeout))
+
+    def update_weights_from_ipc(self, named_tensors: NamedTensors, weight_version: str,
+                                flush_cache: bool = False,
+                                bucket_bytes: int = ipc.DEFAULT_BUCKET_BYTES,
+                                shm_dir: str = ipc.DEFAULT_SHM_DIR,
+                                timeout: Optional[float] = None) -> UpdateWeightsResult:
+        """Hands tensors to an engine on this machine by handle
+        (UpdateWeightsFromIpc; see colo_client.ipc): CPU tensors already in
+        shared memory (tensor.share_memory_()) zero-copy where they are,
+        other CPU tensors through two shared-memory buckets of
+        `bucket_bytes` in `shm_dir` (a directory the engine allows,
+        --ipc_shm_dirs), CUDA tensors zero-copy by CUDA IPC handle. `named_tensors` is a mapping or an iterator of (name,
+        tensor) pairs, all on the CPU or all on GPUs. Commits
+        `weight_version` all-or-nothing; the engine holds nothing of this
+        process's memory once this returns."""
+        if bucket_bytes <= 0:
+            raise ValueError(f"bucket_bytes must be > 0, got {bucket_bytes}")
+        on_gpu, named_tensors = ipc.is_cuda(named_tensors)
+        tracker = ipc.AckTracker()
+        build_error: List[BaseException] = []
+        shm: List[ipc.ShmBucket] = []
+        keep: List[Any] = []
+        if on_gpu:
+            import torch
+
+            torch.cuda.current_stream().synchronize()
+            buckets: Iterator[Any] = ipc.cuda_buckets(named_tensors, bucket_bytes, keep=keep)
+        else:
+            buckets = ipc.cpu_buckets(named_tensors, shm, tracker.wait, bucket_bytes=bucket_bytes)
+
+        def on_error(e: BaseException) -> None:
+            if not isinstance(e, ipc.CallEnded):  # the call's own error wins
+                build_error.append(e)
+
+        done = None
+        try:
+            if not on_gpu:
+                shm.extend(ipc.ShmBucket(bucket_bytes, shm_dir) for _ in range(2))
+            call = self._rpc.stub_method("UpdateWeightsFromIpc")(
+                ipc.requests(buckets, weight_version, flush_cache, on_error),
+                timeout=timeout, metadata=self._rpc.metadata)
+            try:
+                for reply in call:
+                    if reply.HasField("ack"):
+                        tracker.ack(reply.ack.bucket)
+                    elif reply.HasField("done"):
+                        done = reply.done
+            except grpc.RpcError as e:
+                tracker.fail(e)
+                if build_error:
+                    raise build_error[0] from None
+                raise from_rpc_error(e, "RolloutEngine/UpdateWeightsFromIpc") from None
+            finally:
+                tracker.fail(ipc.CallEnded("the call finished"))
+        finally:
+            for b in shm:
+                b.close()
+            del keep[:]
+        if build_error:
+            raise build_error[0]
+        if done is None:
+            raise RuntimeError("UpdateWeightsFromIpc ended without its final reply")
+        return UpdateWeightsResult.from_proto(done)
 
     def update_weights_from_disk(self, model_path: str, weight_version: str,
                                  flush_cache: bool = False,
@@ -172,27 +251,48 @@ class EngineClient:
 
     def init_weights_update_group(self, master_address: str, master_port: int,
                                   rank_offset: int, world_size: int, group_name: str,
-                                  backend: str = "gloo", timeout: Optional[float] = None) -> int:
-        """Joins the trainer's collective group; returns this engine's rank."""
+                                  backend: str = "gloo", rendezvous: str = "colo",
+                                  torch_group: str = "world", init_timeout_ms: int = 0,
+                                  transfer_timeout_ms: int = 0,
+                                  timeout: Optional[float] = None) -> int:
+        """Joins the trainer's collective group; returns this engine's rank.
+        rendezvous="torch" joins a group a stock torch.distributed trainer
+        formed with init_process_group(init_method=f"tcp://{master_address}:
+        {master_port}") (torch_group: "world", "new_group" or "custom" for
+        SGLang's init_custom_process_group pattern, see engine.proto); the
+        trainer then broadcasts each tensor of update_weights_from_distributed
+        with plain dist.broadcast, in order. The call blocks until the group
+        is formed, so call it from a thread while the trainer forms it."""
         request = engine_pb2.InitWeightsUpdateGroupRequest(
             master_address=master_address, master_port=master_port, rank_offset=rank_offset,
-            world_size=world_size, group_name=group_name, backend=backend)
+            world_size=world_size, group_name=group_name, backend=backend,
+            rendezvous=rendezvous, torch_group=torch_group, init_timeout_ms=init_timeout_ms,
+            transfer_timeout_ms=transfer_timeout_ms)
         return self._rpc.unary("InitWeightsUpdateGroup", request, timeout).rank
 
     def destroy_weights_update_group(self, group_name: str) -> None:
         self._rpc.unary("DestroyWeightsUpdateGroup",
                         engine_pb2.DestroyWeightsUpdateGroupRequest(group_name=group_name))
 
+    def list_weights_update_groups(self) -> List[Any]:
+        """colo.v1.WeightsUpdateGroupInfo of every group the engine holds
+        (group_name, rendezvous, rank, world_size, state: creating / ready /
+        updating / broken, updates, last_error)."""
+        return list(self._rpc.unary("ListWeightsUpdateGroups",
+                                    engine_pb2.ListWeightsUpdateGroupsRequest()).groups)
+
     def update_weights_from_distributed(self, names: Sequence[str], dtypes: Sequence[str],
                                         shapes: Sequence[Sequence[int]], group_name: str,
                                         weight_version: str, flush_cache: bool = False,
                                         bucket_bytes: int = 0,
                                         timeout: Optional[float] = None) -> UpdateWeightsResult:
-        """Receives tensors the trainer broadcasts over the group. Rank 0 must
-        run colo's update protocol with the same names, dtypes, shapes and
-        bucket size (weight_sync/update_protocol.h: header broadcast, ready
-        vote, the plan's transfers, commit vote), as `colo-weight-sender` and
-        the C++ WeightSender do; plain per-tensor broadcasts are not enough."""
+        """Receives tensors the trainer broadcasts over the group. On a torch
+        group (rendezvous="torch") the trainer runs plain
+        dist.broadcast(tensor, src=0, group=...) once per name, in order,
+        while this call runs (call it from a thread first). On a colo group
+        rank 0 runs colo's update protocol with the same names, dtypes,
+        shapes and bucket size (weight_sync/update_protocol.h), as
+        `colo-weight-sender` and the C++ WeightSender do."""
         request = engine_pb2.UpdateWeightsFromDistributedRequest(
             names=list(names), dtypes=list(dtypes),
             shapes=[common_pb2.TensorShape(dims=list(s)) for s in shapes],

@@ -80,8 +80,14 @@ class WeightSyncGroup:
 
 @dataclass
 class EngineEndpoint:
+    """An engine to update: `weight_path` "ipc" (update_weights_from_ipc;
+    it runs in the trainer's ipc_domain, rank 0) or "broadcast" (rank in the
+    group)."""
+
     address: str
     rank: int
+    weight_path: str = "broadcast"
+    ipc_domain: str = ""
 
 
 @dataclass
@@ -102,7 +108,9 @@ class WeightSync:
             group=WeightSyncGroup(group_name=g.group_name, backend=g.backend,
                                   master_address=g.master_address, master_port=g.master_port,
                                   world_size=g.world_size),
-            engines=[EngineEndpoint(address=e.address, rank=e.rank) for e in p.engines],
+            engines=[EngineEndpoint(address=e.address, rank=e.rank,
+                                    weight_path=e.weight_path or "broadcast",
+                                    ipc_domain=e.ipc_domain) for e in p.engines],
             proto=p)
 
     @property

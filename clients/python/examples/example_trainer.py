@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from colo_client import ColoError, ControllerClient, EngineClient
+from colo_client import ColoError, ControllerClient, EngineClient, ipc_domain
 from colo_client import safetensors
 
 
@@ -45,7 +45,12 @@ def parse_args(argv=None):
     p.add_argument("--train_mb", type=int, default=64,
                    help="working memory the 'training' step allocates (MiB)")
     p.add_argument("--token_file", default=None, help="bearer token for controller and engines")
-    p.add_argument("--chunk_bytes", type=int, default=4 << 20)
+    p.add_argument("--chunk_bytes", type=int, default=None,
+                   help="cap per message (default: fit the engine's receive limit)")
+    p.add_argument("--handoff", default="auto", choices=["auto", "ipc", "tensor"],
+                   help="auto: shared memory (update_weights_from_ipc) for engines the "
+                   "controller says share this process's ipc_domain, the gRPC stream "
+                   "(update_weights_from_tensors) for the others")
     p.add_argument("--json", action="store_true", help="print one JSON object per cycle")
     return p.parse_args(argv)
 
@@ -100,12 +105,22 @@ def run_cycles(args, controller, engines, checkpoint, prompt, step):
         rolled = rollout(engines, prompt, args.max_new_tokens)
         controller.prepare_training(step, pause_mode=args.pause_mode)
         new_weights = train(checkpoint, step, args.train_mb)
-        sync = controller.begin_weight_sync(step)
+        sync = controller.begin_weight_sync(
+            step, trainer_ipc_domain=ipc_domain() if args.handoff != "tensor" else None)
         version = f"step-{step}"
+        paths = []
         for endpoint in sync.engines:
+            ipc = args.handoff == "ipc" or (args.handoff == "auto"
+                                            and endpoint.weight_path == "ipc")
+            paths.append("ipc" if ipc else "tensor")
             with EngineClient(endpoint.address, token_file=args.token_file) as engine:
-                engine.update_weights_from_tensors(new_weights, weight_version=version,
-                                                   flush_cache=True, chunk_bytes=args.chunk_bytes)
+                if ipc:
+                    engine.update_weights_from_ipc(new_weights, weight_version=version,
+                                                   flush_cache=True)
+                else:
+                    engine.update_weights_from_tensors(new_weights, weight_version=version,
+                                                       flush_cache=True,
+                                                       chunk_bytes=args.chunk_bytes)
         del new_weights  # the trainer's copy is gone: the KV cache may come back
         done = controller.finish_weight_sync(step, trainer_weights_freed=True)
         versions = [e.weight_version for e in done.state.engines]
@@ -116,6 +131,7 @@ def run_cycles(args, controller, engines, checkpoint, prompt, step):
             "rollout_weight_versions": [v for _, v in rolled],
             "rollout_tokens": [t for t, _ in rolled],
             "new_weight_version": version,
+            "handoff": paths,
             "engine_weight_versions": versions,
             "seconds": round(time.monotonic() - t0, 3),
         }

@@ -46,6 +46,9 @@ class ExampleTrainerTest(unittest.TestCase):
                 self.assertEqual(r["new_weight_version"], f"step-{r['step']}")
                 self.assertEqual(r["engine_weight_versions"], [r["new_weight_version"]] * 2)
                 self.assertEqual(r["phase"], "ROLLOUT")
+                # Same machine and IPC namespace: the controller picks the
+                # shared-memory handoff for both engines.
+                self.assertEqual(r["handoff"], ["ipc", "ipc"])
                 previous = r["engine_weight_versions"]
             self.assertEqual([r["step"] for r in reports], [1, 2, 3])
             # What the engines and the controller say afterwards.
