@@ -448,7 +448,7 @@ class Follower {
         ASSIGN_OR_RETURN(auto request, Parse<v1::UpdateWeightsFromDistributedRequest>(
                                            c.update_distributed().request(), "update request"));
         ASSIGN_OR_RETURN(v1::UpdateWeightsResponse r,
-                         weight_sync::UpdateFromDistributed(registry_, request, Env(c.id())));
+                         weight_sync::UpdateFromDistributed(&registry_, request, Env(c.id())));
         reply->set_update(r.SerializeAsString());
         return absl::OkStatus();
       }
