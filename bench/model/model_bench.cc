@@ -67,8 +67,10 @@ int Run() {
   TransformerModel& model = **model_or;
   model.set_batch_invariant(absl::GetFlag(FLAGS_linear) != "blas");
   const ModelConfig& c = model.config();
-  std::printf("model: %lld parameters, %d layers, hidden %lld, vocab %lld, threads %d, linear %s\n",
-              static_cast<long long>(c.NumParameters()), c.num_layers,
+  std::printf("model: %s, %lld parameters (%lld active), %d layers, hidden %lld, vocab %lld, "
+              "threads %d, linear %s\n",
+              c.model_type.c_str(), static_cast<long long>(c.NumParameters()),
+              static_cast<long long>(c.NumActiveParameters()), c.num_layers,
               static_cast<long long>(c.hidden_size), static_cast<long long>(c.vocab_size),
               kernels::ThreadPool::Default()->num_threads(),
               absl::GetFlag(FLAGS_linear).c_str());

@@ -322,7 +322,11 @@ absl::StatusOr<ForwardResult> TransformerModel::Forward(
     shape.scale = 1.0f / std::sqrt(static_cast<float>(hd));
     shape.window = sliding ? c.sliding_window : 0;
     const int group = c.num_heads / c.num_kv_heads;
-    pool->ParallelFor(T * c.num_heads, 1, [&](int64_t b, int64_t e) {
+    // Chunks of >= ~256K multiply-adds (short decode contexts run inline
+    // rather than paying a thread hand-off); per-item work is unchanged.
+    const int64_t attention_chunk =
+        std::max<int64_t>(1, 262144 / std::max<int64_t>(1, 2 * max_context * hd));
+    pool->ParallelFor(T * c.num_heads, attention_chunk, [&](int64_t b, int64_t e) {
       std::vector<float> probs(max_context + 1);
       for (int64_t item = b; item < e; ++item) {
         const int64_t t = item / c.num_heads;

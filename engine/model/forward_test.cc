@@ -19,13 +19,15 @@ namespace {
 using ::testing::HasSubstr;
 
 std::unique_ptr<TransformerModel> LoadTiny(ModelTestEnv& env, const TinyModelOptions& o,
-                                           const std::string& name) {
+                                           const std::string& name,
+                                           kernels::ThreadPool* threads = nullptr) {
   const std::string d = TestDir(name);
   EXPECT_OK(WriteTinyModel(o, d));
   TransformerModel::Options mo;
   mo.model_dir = d;
   mo.weights_pool = env.pool.get();
   mo.allocator = env.allocator.get();
+  mo.threads = threads;
   return std::move(TransformerModel::Load(mo)).value();
 }
 
@@ -139,17 +141,10 @@ TEST(ForwardTest, MatchesDenseReferenceGptOss) {
 TEST(ForwardTest, MoeIsThreadCountInvariant) {
   for (const TinyModelOptions& o : {Qwen3Moe(), GptOss()}) {
     ModelTestEnv env;
-    const std::string d = TestDir("fwd_moe_threads_" + o.arch);
-    ASSERT_OK(WriteTinyModel(o, d));
     std::vector<std::vector<float>> logits;
     for (int threads : {1, 3}) {
       kernels::ThreadPool pool(threads);
-      TransformerModel::Options mo;
-      mo.model_dir = d;
-      mo.weights_pool = env.pool.get();
-      mo.allocator = env.allocator.get();
-      mo.threads = &pool;
-      ASSERT_OK_AND_ASSIGN(auto model, TransformerModel::Load(mo));
+      auto model = LoadTiny(env, o, "fwd_moe_threads_" + o.arch, &pool);
       ASSERT_OK_AND_ASSIGN(auto kv, SimpleKvCache::Create(model->config(), 64, env.pool.get()));
       std::vector<int32_t> tokens;
       for (int i = 0; i < 20; ++i) tokens.push_back((i * 37 + 11) % 256);
